@@ -1,0 +1,245 @@
+//! The `toolbox` command line (clap). Each flag also reads an environment variable.
+//!
+//! This is the edge of the host: errors are `anyhow`, printed by `main`.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+};
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+use crate::plugins::{
+    probe_main, Catalog, LoaderConfig, PluginRegistry, RunContext, TaskFailure, TaskHandle,
+};
+
+/// Exit code of a task that ran and failed.
+pub const EXIT_TASK_FAILED: u8 = 1;
+/// Exit code of a command that could not do what was asked (bad input, unknown task).
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "toolbox",
+    version,
+    about = "Background tasks as plugins: load, list and run them"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PluginArgs {
+    /// Folder of plugin libraries [default: the folder of the toolbox binary, where
+    /// `cargo build` puts the workspace's plugins]
+    #[arg(long, env = "TOOLBOX_PLUGINS_DIR", value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the tasks the plugins folder offers, and the files that were refused
+    Tasks {
+        #[command(flatten)]
+        plugins: PluginArgs,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one task in this process, without a queue, and print its result as JSON
+    Run {
+        /// The task: kebab (`kpi-acumulado`), snake (`kpi_acumulado`) or full name
+        /// (`toolbox.kpi_acumulado`)
+        task: String,
+        /// The task's arguments, as JSON
+        #[arg(long, value_name = "JSON")]
+        args: Option<String>,
+        #[command(flatten)]
+        plugins: PluginArgs,
+    },
+    /// Load one library in this process and exit: 0 loaded, 2 refused (used by the
+    /// host to try a plugin in a child process before loading it itself)
+    #[command(hide = true)]
+    PluginProbe { file: PathBuf },
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Tasks { plugins, json } => {
+            let registry = open_registry(&plugins)?;
+            let catalog = registry.snapshot();
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &tasks_json(registry.dir(), &catalog))?;
+                writeln!(out)?;
+            } else {
+                write_tasks_table(&mut out, registry.dir(), &catalog)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            task,
+            args,
+            plugins,
+        } => {
+            let registry = open_registry(&plugins)?;
+            run_once(&registry.snapshot(), &task, args.as_deref())
+        }
+        Command::PluginProbe { file } => Ok(ExitCode::from(probe_main(&file) as u8)),
+    }
+}
+
+/// The default plugins folder: where the toolbox binary itself lives, which for a
+/// workspace build is `target/<profile>`, beside the plugins cargo just built.
+pub fn default_plugins_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the toolbox binary's own path")?;
+    Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
+}
+
+fn open_registry(args: &PluginArgs) -> anyhow::Result<PluginRegistry> {
+    let dir = match &args.plugins {
+        Some(dir) => dir.clone(),
+        None => default_plugins_dir()?,
+    };
+    let config = LoaderConfig {
+        probe_with: std::env::current_exe().ok(),
+        ..LoaderConfig::default()
+    };
+    PluginRegistry::open(&dir, config)
+        .with_context(|| format!("cannot set up plugin loading for {}", dir.display()))
+}
+
+fn task_json(task: &TaskHandle) -> Value {
+    let def = &task.def;
+    json!({
+        "name": def.name,
+        "clean_name": def.clean_name,
+        "description": def.description,
+        "endpoint": def.endpoint(),
+        "queue": def.queue,
+        "module": task.plugin.module_label(),
+        "max_retries": def.max_retries,
+        "retry_backoff_ms": def.retry_backoff_ms,
+        "retry_backoff_max_ms": def.retry_backoff_max_ms,
+        "time_limit_ms": def.time_limit_ms,
+        "schedule": def.schedule,
+        "args_schema": def.args_schema,
+        "plugin": {
+            "file": task.plugin.file.display().to_string(),
+            "sha256": task.plugin.sha256,
+            "version": task.plugin.version,
+        },
+    })
+}
+
+fn tasks_json(dir: &Path, catalog: &Catalog) -> Value {
+    json!({
+        "plugins_dir": dir.display().to_string(),
+        "tasks": catalog.tasks().map(|t| task_json(t)).collect::<Vec<_>>(),
+        "load_errors": catalog.refused().iter().map(|e| e.to_refusal()).collect::<Vec<_>>(),
+    })
+}
+
+fn write_tasks_table(out: &mut impl Write, dir: &Path, catalog: &Catalog) -> std::io::Result<()> {
+    let rows: Vec<[String; 4]> = catalog
+        .tasks()
+        .map(|t| {
+            let file = t
+                .plugin
+                .file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let summary = t
+                .def
+                .description
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            [
+                t.def.name.clone(),
+                t.def.queue.clone(),
+                format!("{} ({file})", t.plugin.module_label()),
+                summary,
+            ]
+        })
+        .collect();
+    let header = ["TASK", "QUEUE", "PLUGIN", "DESCRIPTION"].map(str::to_owned);
+    let width = |i: usize| {
+        rows.iter()
+            .chain([&header])
+            .map(|r| r[i].len())
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1, w2) = (width(0), width(1), width(2));
+    for row in [&header].into_iter().chain(&rows) {
+        writeln!(
+            out,
+            "{:w0$}  {:w1$}  {:w2$}  {}",
+            row[0], row[1], row[2], row[3]
+        )?;
+    }
+    writeln!(
+        out,
+        "\n{} task(s) from {} plugin(s) in {}",
+        catalog.len(),
+        catalog.plugins().len(),
+        dir.display()
+    )?;
+    if !catalog.refused().is_empty() {
+        writeln!(out, "\nrefused:")?;
+        for error in catalog.refused() {
+            writeln!(out, "  [{}] {error}", error.code())?;
+        }
+    }
+    Ok(())
+}
+
+fn run_once(catalog: &Arc<Catalog>, name: &str, args: Option<&str>) -> anyhow::Result<ExitCode> {
+    let Some(task) = catalog.resolve(name) else {
+        let close = catalog.suggest(name);
+        if close.is_empty() {
+            bail!("unknown task {name:?}; `toolbox tasks` lists the available ones");
+        }
+        bail!("unknown task {name:?}; did you mean {}?", close.join(", "));
+    };
+    let args = match args {
+        Some(text) => {
+            let parsed: Value = serde_json::from_str(text)
+                .with_context(|| format!("--args is not valid JSON: {text}"))?;
+            parsed.to_string()
+        }
+        None => "null".to_owned(),
+    };
+    let task_id = uuid::Uuid::now_v7().to_string();
+    tracing::info!(task = %task.def.name, task_id, "running task in-process");
+    let ctx = RunContext::new(task_id.clone());
+    match task.run(&args, &ctx) {
+        Ok(result) => {
+            println!("{result}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(failure) => {
+            let kind = match &failure {
+                TaskFailure::Retryable { .. } => "retryable error",
+                TaskFailure::Fatal { .. } => "fatal error",
+                TaskFailure::InvalidArgs { .. } => "invalid arguments",
+                TaskFailure::Panicked { .. } => "panic",
+                TaskFailure::Cancelled { .. } => "cancelled",
+                TaskFailure::UnknownTask { .. } => "unknown task",
+            };
+            eprintln!(
+                "error: task {} ({task_id}) failed with a {kind}: {failure}",
+                task.def.name
+            );
+            Ok(ExitCode::from(EXIT_TASK_FAILED))
+        }
+    }
+}

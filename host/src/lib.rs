@@ -1,0 +1,8 @@
+//! The toolbox host: loads task plugins and runs their tasks.
+//!
+//! `main.rs` only parses the command line and calls [`cli`]; everything else is here so
+//! that tests drive the same code the binary runs.
+
+pub mod cli;
+pub mod plugins;
+pub mod telemetry;

@@ -1,0 +1,101 @@
+//! The registry: the current [`Catalog`] of a plugins folder, replaced as a whole when
+//! the folder changes.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+};
+
+use sha2::{Digest, Sha256};
+
+use super::{
+    loader::{hex, read_checked},
+    Catalog, LoadError, LoadedPlugin, LoaderConfig, PluginLoader,
+};
+
+pub struct PluginRegistry {
+    dir: PathBuf,
+    loader: PluginLoader,
+    current: RwLock<Arc<Catalog>>,
+}
+
+impl PluginRegistry {
+    /// Loads every plugin of `dir`. Never fails for a bad folder or bad files: those are
+    /// refusals in the catalog, and the host serves whatever did load (possibly nothing).
+    pub fn open(dir: impl Into<PathBuf>, config: LoaderConfig) -> std::io::Result<Self> {
+        let registry = Self {
+            dir: dir.into(),
+            loader: PluginLoader::new(config)?,
+            current: RwLock::new(Arc::new(Catalog::default())),
+        };
+        registry.rescan();
+        Ok(registry)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The catalog as it is now. Cheap; hold it for the length of one request or run.
+    pub fn snapshot(&self) -> Arc<Catalog> {
+        Arc::clone(&self.current.read().expect("registry lock poisoned"))
+    }
+
+    /// Reads the folder again and swaps in the new catalog. A file whose content did not
+    /// change keeps its loaded library; a changed file is loaded anew; a file that fails
+    /// to load now keeps serving its previous version, and the failure is reported.
+    pub fn rescan(&self) -> Arc<Catalog> {
+        let previous = self.snapshot();
+        let mut plugins: Vec<Arc<LoadedPlugin>> = Vec::new();
+        let mut refused: Vec<LoadError> = Vec::new();
+        match PluginLoader::candidates(&self.dir) {
+            Err(error) => {
+                tracing::warn!(dir = %self.dir.display(), %error, "plugins folder refused");
+                refused.push(error);
+            }
+            Ok(files) => {
+                for file in files {
+                    let old = previous.plugin_for(&file);
+                    match self.load_if_changed(&file, old) {
+                        Ok(plugin) => plugins.push(plugin),
+                        Err(error) => {
+                            tracing::warn!(file = %file.display(), code = error.code(), %error, "plugin refused");
+                            refused.push(error);
+                            if let Some(old) = old {
+                                plugins.push(Arc::clone(old));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let catalog = Arc::new(Catalog::build(plugins, refused));
+        for error in catalog.refused().iter().filter(|e| e.task().is_some()) {
+            tracing::warn!(file = %error.file().display(), code = error.code(), %error, "task refused");
+        }
+        *self.current.write().expect("registry lock poisoned") = Arc::clone(&catalog);
+        catalog
+    }
+
+    fn load_if_changed(
+        &self,
+        file: &Path,
+        old: Option<&Arc<LoadedPlugin>>,
+    ) -> Result<Arc<LoadedPlugin>, LoadError> {
+        let bytes = read_checked(file)?;
+        let sha256 = hex(&Sha256::digest(&bytes));
+        if let Some(old) = old.filter(|old| old.sha256 == sha256) {
+            return Ok(Arc::clone(old));
+        }
+        let plugin = self.loader.load_bytes(file, &bytes, sha256)?;
+        tracing::info!(
+            file = %file.display(),
+            plugin = %plugin.name,
+            version = %plugin.version,
+            sha256 = %&plugin.sha256[..16],
+            tasks = plugin.tasks.len(),
+            "plugin loaded"
+        );
+        Ok(Arc::new(plugin))
+    }
+}

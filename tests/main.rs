@@ -1,0 +1,6 @@
+//! Integration tests: real plugin builds loaded through the real loader, and the real
+//! `toolbox` binary. `support` builds what they need once per test process.
+
+mod cli;
+mod loader;
+mod support;
