@@ -3,7 +3,11 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, RwLock},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex, RwLock,
+    },
+    thread,
 };
 
 use sha2::{Digest, Sha256};
@@ -54,9 +58,12 @@ impl PluginRegistry {
                 refused.push(error);
             }
             Ok(files) => {
-                for file in files {
-                    let old = previous.plugin_for(&file);
-                    match self.load_if_changed(&file, old) {
+                let loaded = parallel_map(&files, |file| {
+                    self.load_if_changed(file, previous.plugin_for(file))
+                });
+                for (file, outcome) in files.iter().zip(loaded) {
+                    let old = previous.plugin_for(file);
+                    match outcome {
                         Ok(plugin) => plugins.push(plugin),
                         Err(error) => {
                             tracing::warn!(file = %file.display(), code = error.code(), %error, "plugin refused");
@@ -98,4 +105,33 @@ impl PluginRegistry {
         );
         Ok(Arc::new(plugin))
     }
+}
+
+/// `f` over `items` on as many threads as there are cores, results in `items`' order.
+/// Loading is mostly reading, hashing, copying and probing files: it scales with cores.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new(items.iter().map(|_| None).collect());
+    thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let result = f(item);
+                results.lock().expect("results lock poisoned")[i] = Some(result);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .expect("results lock poisoned")
+        .into_iter()
+        .map(|r| r.expect("every item was processed"))
+        .collect()
 }

@@ -1,0 +1,45 @@
+//! `toolbox-bench`: measures toolbox on this machine and prints the figures the README's
+//! performance section reports. Run it from a release build:
+//!
+//! ```text
+//! cargo build --release -p toolbox -p toolbox-demo -p toolbox-bench
+//! target/release/toolbox-bench plugins
+//! ```
+
+mod plugins;
+mod stats;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "toolbox-bench", about = "Benchmarks of toolbox")]
+struct Cli {
+    /// Folder holding the built `toolbox` binary and plugins [default: this binary's folder]
+    #[arg(long, global = true)]
+    artifacts: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Plugin load time, in-process call cost, host start-up with many plugins
+    Plugins(plugins::Options),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let artifacts = match cli.artifacts {
+        Some(dir) => dir,
+        None => std::env::current_exe()?
+            .parent()
+            .context("the bench binary has no folder")?
+            .to_path_buf(),
+    };
+    match cli.command {
+        Command::Plugins(options) => plugins::run(&artifacts, &options),
+    }
+}
