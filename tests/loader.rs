@@ -32,7 +32,7 @@ fn run(catalog: &Catalog, task: &str, args: Value) -> Result<Value, TaskFailure>
         .map(|out| serde_json::from_str(&out).expect("result is JSON"))
 }
 
-/// The demo plugin's six tasks run and return what they should, whichever name form.
+/// The demo plugin's tasks run and return what they should, whichever name form.
 #[test]
 fn demo_tasks_run() {
     let dir = PluginsDir::with_demo();
@@ -45,6 +45,7 @@ fn demo_tasks_run() {
         [
             "background.echo",
             "background.fail",
+            "background.limited",
             "background.noop",
             "background.panic",
             "background.progress",
@@ -212,7 +213,7 @@ fn bad_files_are_refused_and_the_rest_loads() {
         "{incompatible}"
     );
 
-    assert_eq!(catalog.len(), 6);
+    assert_eq!(catalog.len(), 7);
     assert_eq!(run(&catalog, "echo", json!([1])), Ok(json!([1])));
 }
 
@@ -226,13 +227,13 @@ fn duplicate_tasks_are_refused_visibly() {
     dir.write("libzz_demo_copy.so", &copy);
     let catalog = open(dir.path()).snapshot();
     assert_eq!(catalog.plugins().len(), 2);
-    assert_eq!(catalog.len(), 6);
+    assert_eq!(catalog.len(), 7);
     let duplicates: Vec<_> = catalog
         .refused()
         .iter()
         .filter(|e| e.code() == "duplicate_task")
         .collect();
-    assert_eq!(duplicates.len(), 6, "{:#?}", catalog.refused());
+    assert_eq!(duplicates.len(), 7, "{:#?}", catalog.refused());
     for dup in duplicates {
         let message = dup.to_string();
         assert!(

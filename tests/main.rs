@@ -2,5 +2,6 @@
 //! `toolbox` binary. `support` builds what they need once per test process.
 
 mod cli;
+mod conformance;
 mod loader;
 mod support;

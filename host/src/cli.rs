@@ -7,14 +7,19 @@ use std::{
     path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
+    time::Duration,
 };
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 
-use crate::plugins::{
-    probe_main, Catalog, LoaderConfig, PluginRegistry, RunContext, TaskFailure, TaskHandle,
+use crate::{
+    plugins::{
+        probe_main, Catalog, LoaderConfig, PluginRegistry, RunContext, TaskFailure, TaskHandle,
+    },
+    queue::{self, Broker, BrokerConfig},
+    worker::{Worker, WorkerConfig},
 };
 
 /// Exit code of a task that ran and failed.
@@ -41,6 +46,42 @@ pub struct PluginArgs {
     pub plugins: Option<PathBuf>,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct BrokerArgs {
+    /// Queue backend: `redis://HOST:PORT/DB`, or `sqlite://PATH` for the embedded queue
+    #[arg(long, env = "TOOLBOX_BROKER_URL", default_value = DEFAULT_BROKER)]
+    pub broker: String,
+    /// Namespace of every Redis key
+    #[arg(long, env = "TOOLBOX_PREFIX", default_value = "toolbox")]
+    pub prefix: String,
+    /// Seconds a running task's lease lasts; renewed while its worker lives, taken over
+    /// by another worker after it
+    #[arg(long, env = "TOOLBOX_LEASE_SECS", default_value_t = 30)]
+    pub lease_secs: u64,
+    /// Hours a finished task's record is kept
+    #[arg(long, env = "TOOLBOX_RESULT_TTL_HOURS", default_value_t = 24)]
+    pub result_ttl_hours: u64,
+}
+
+/// The embedded queue: a SQLite file in the working folder.
+pub const DEFAULT_BROKER: &str = "sqlite://toolbox-queue.sqlite";
+
+impl BrokerArgs {
+    pub fn config(&self) -> BrokerConfig {
+        BrokerConfig {
+            lease: Duration::from_secs(self.lease_secs.max(1)),
+            result_ttl: Duration::from_secs(self.result_ttl_hours * 3600),
+            ..BrokerConfig::default()
+        }
+    }
+
+    pub async fn connect(&self) -> anyhow::Result<Arc<dyn Broker>> {
+        queue::connect(&self.broker, &self.prefix, &self.config())
+            .await
+            .with_context(|| format!("cannot open the broker {}", self.broker))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List the tasks the plugins folder offers, and the files that were refused
@@ -59,6 +100,32 @@ pub enum Command {
         /// The task's arguments, as JSON
         #[arg(long, value_name = "JSON")]
         args: Option<String>,
+        #[command(flatten)]
+        plugins: PluginArgs,
+    },
+    /// Run tasks from the queue: claims only as many as it has free slots, renews their
+    /// leases, stops cleanly on SIGTERM or Ctrl-C
+    Worker {
+        /// Queues to consume, earlier first
+        #[arg(
+            long,
+            env = "TOOLBOX_QUEUES",
+            value_delimiter = ',',
+            default_value = "cronjobs,default"
+        )]
+        queues: Vec<String>,
+        /// Tasks run at once [default: the number of cores]
+        #[arg(long, env = "TOOLBOX_CONCURRENCY")]
+        concurrency: Option<usize>,
+        /// Deliveries without an outcome (worker died, task unknown here) before a task
+        /// goes to the dead-letter set
+        #[arg(long, env = "TOOLBOX_MAX_DELIVERIES", default_value_t = 5)]
+        max_deliveries: u32,
+        /// Seconds runs in flight may take to finish after SIGTERM
+        #[arg(long, env = "TOOLBOX_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+        shutdown_grace_secs: u64,
+        #[command(flatten)]
+        broker: BrokerArgs,
         #[command(flatten)]
         plugins: PluginArgs,
     },
@@ -89,6 +156,36 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let registry = open_registry(&plugins)?;
             run_once(&registry.snapshot(), &task, args.as_deref())
+        }
+        Command::Worker {
+            queues,
+            concurrency,
+            max_deliveries,
+            shutdown_grace_secs,
+            broker,
+            plugins,
+        } => {
+            let registry = Arc::new(open_registry(&plugins)?);
+            let mut config = WorkerConfig::new(queues);
+            if let Some(n) = concurrency {
+                config.concurrency = n.max(1);
+            }
+            config.lease = broker.config().lease;
+            config.reclaim_every =
+                (config.lease / 4).clamp(Duration::from_millis(250), Duration::from_secs(5));
+            config.max_lost = max_deliveries.max(1);
+            config.shutdown_grace = Duration::from_secs(shutdown_grace_secs);
+            let runtime = runtime()?;
+            let outcome = runtime.block_on(async {
+                let broker = broker.connect().await?;
+                Worker::new(broker, registry, config)
+                    .run(shutdown_signal())
+                    .await;
+                Ok(ExitCode::SUCCESS)
+            });
+            // Threads of runs that ignored their time limit cannot be joined: do not wait.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            outcome
         }
         Command::PluginProbe { file } => Ok(ExitCode::from(probe_main(&file) as u8)),
     }
@@ -240,6 +337,31 @@ fn run_once(catalog: &Arc<Catalog>, name: &str, args: Option<&str>) -> anyhow::R
                 task.def.name
             );
             Ok(ExitCode::from(EXIT_TASK_FAILED))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("toolbox")
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the process");
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

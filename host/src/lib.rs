@@ -5,4 +5,6 @@
 
 pub mod cli;
 pub mod plugins;
+pub mod queue;
 pub mod telemetry;
+pub mod worker;

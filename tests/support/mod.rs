@@ -5,6 +5,8 @@
 //! for the binary, the demo plugin and the fixture plugins (cargo's own lock serialises
 //! parallel test processes, and an up-to-date build costs a fraction of a second).
 
+pub mod brokers;
+
 use std::{
     fs,
     os::unix::fs::PermissionsExt,

@@ -171,7 +171,40 @@ impl Task for Progress {
     }
 }
 
-export_plugin!(Noop, Echo, Sleep, Fail, Panic, Progress);
+#[derive(Deserialize)]
+pub struct LimitedArgs {
+    /// How long to work, in milliseconds.
+    pub ms: u64,
+    /// Whether to stop when cancelled (true) or to ignore cancellation (false).
+    #[serde(default = "yes")]
+    pub obey: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Works for `ms` milliseconds under a 300 ms time limit; with `obey: false` it ignores
+/// the cancellation the time limit triggers (for testing the host's grace period).
+#[task(name = "background.limited", time_limit = "300ms")]
+#[derive(Default)]
+pub struct Limited;
+
+impl Task for Limited {
+    type Args = LimitedArgs;
+    type Output = Slept;
+
+    fn run(&self, ctx: &Context<'_>, args: LimitedArgs) -> Result<Slept, TaskError> {
+        if args.obey {
+            ctx.sleep(Duration::from_millis(args.ms))?;
+        } else {
+            std::thread::sleep(Duration::from_millis(args.ms));
+        }
+        Ok(Slept { slept_ms: args.ms })
+    }
+}
+
+export_plugin!(Noop, Echo, Sleep, Fail, Panic, Progress, Limited);
 
 #[cfg(test)]
 mod tests {

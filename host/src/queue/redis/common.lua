@@ -1,0 +1,49 @@
+-- Shared by every script; appended after the key prelude (keys.rs).
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function band_of(priority)
+  if priority >= 7 then return 'h' elseif priority >= 4 then return 'n' else return 'l' end
+end
+
+-- Creating the consumer groups once per queue: XGROUP CREATE fails if the group exists.
+local function ensure_queue(queue)
+  if redis.call('SADD', QUEUES, queue) == 1 then
+    for _, band in ipairs(BANDS) do
+      pcall(redis.call, 'XGROUP', 'CREATE', stream_key(queue, band), GROUP, '0', 'MKSTREAM')
+    end
+  end
+end
+
+-- Makes a task ready and wakes one idle worker of its queue. The token list is capped:
+-- tokens are hints, a worker that wakes for nothing goes back to waiting.
+local function push_ready(id, queue, priority)
+  ensure_queue(queue)
+  redis.call('XADD', stream_key(queue, band_of(priority)), '*', 'id', id)
+  redis.call('RPUSH', signal_key(queue), '1')
+  redis.call('LTRIM', signal_key(queue), -64, -1)
+end
+
+local function history(id, now, event, attempt, worker, detail)
+  local entry = {at = now, event = event, attempt = tonumber(attempt) or 0}
+  if worker and worker ~= '' then entry.worker = worker end
+  if detail and detail ~= '' then entry.detail = detail end
+  redis.call('RPUSH', history_key(id), cjson.encode(entry))
+end
+
+local function expire_record(id, ttl)
+  redis.call('PEXPIRE', task_key(id), ttl)
+  redis.call('PEXPIRE', history_key(id), ttl)
+end
+
+local function dead_letter(id, queue, now, attempt, worker, reason)
+  redis.call('HSET', task_key(id), 'state', 'FAILURE', 'error', reason, 'finished_at', now, 'dead', '1')
+  redis.call('HDEL', task_key(id), 'lease', 'eta')
+  redis.call('ZADD', dead_key(queue), now, id)
+  history(id, now, 'dead_lettered', attempt, worker, reason)
+  redis.call('PERSIST', task_key(id))
+  redis.call('PERSIST', history_key(id))
+end

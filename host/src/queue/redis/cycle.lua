@@ -1,0 +1,117 @@
+-- One worker round trip: apply completions, promote due delayed tasks, claim new ones.
+-- ARGV: prefix, worker, want, result ttl (ms), completion count,
+--   6 per completion: id, lease token (stream entry id), stream, kind, payload, extra
+--   then the queues to claim from, in order.
+-- Returns {applied (1/0 per completion), deliveries, next due (ms) or false}.
+local worker = ARGV[2]
+local want = tonumber(ARGV[3])
+local ttl = tonumber(ARGV[4])
+local n = tonumber(ARGV[5])
+local now = now_ms()
+
+local applied = {}
+for c = 0, n - 1 do
+  local i = 6 + c * 6
+  local id, token, stream, kind, payload, extra =
+    ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  local tk = task_key(id)
+  local f = redis.call('HMGET', tk, 'lease', 'attempts', 'queue', 'priority')
+  -- Fencing: only the current lease may complete the task. A stale holder (its lease
+  -- expired and the task was handed to another worker) changes nothing.
+  if f[1] == token then
+    local attempt, queue = f[2], f[3]
+    redis.call('XACK', stream, GROUP, token)
+    redis.call('XDEL', stream, token)
+    redis.call('HDEL', tk, 'lease', 'revoke')
+    if kind == 'success' then
+      redis.call('HSET', tk, 'state', 'SUCCESS', 'result', payload, 'finished_at', now)
+      history(id, now, 'succeeded', attempt, worker, nil)
+      expire_record(id, ttl)
+    elseif kind == 'failure' then
+      redis.call('HSET', tk, 'state', 'FAILURE', 'error', payload, 'finished_at', now)
+      history(id, now, 'failed', attempt, worker, payload)
+      expire_record(id, ttl)
+    elseif kind == 'retry' then
+      local due = now + tonumber(extra)
+      redis.call('HINCRBY', tk, 'retries', 1)
+      redis.call('HSET', tk, 'state', 'RETRY', 'error', payload, 'eta', due)
+      redis.call('ZADD', delayed_key(queue), due, id)
+      history(id, now, 'retry', attempt, worker, payload)
+    elseif kind == 'revoked' then
+      redis.call('HSET', tk, 'state', 'REVOKED', 'finished_at', now)
+      history(id, now, 'revoked', attempt, worker, 'stopped while running')
+      expire_record(id, ttl)
+    elseif kind == 'release' then
+      local lost = redis.call('HINCRBY', tk, 'lost', 1)
+      if lost >= tonumber(extra) then
+        dead_letter(id, queue, now, attempt, worker,
+          'delivered ' .. lost .. ' times without running; last time: ' .. payload)
+      else
+        redis.call('HSET', tk, 'state', 'PENDING')
+        history(id, now, 'released', attempt, worker, payload)
+        push_ready(id, queue, tonumber(f[4]))
+      end
+    end
+    applied[#applied + 1] = 1
+  else
+    applied[#applied + 1] = 0
+  end
+end
+
+local queues = {}
+for i = 6 + n * 6, #ARGV do queues[#queues + 1] = ARGV[i] end
+
+local next_due = false
+for _, q in ipairs(queues) do
+  local dk = delayed_key(q)
+  local due = redis.call('ZRANGEBYSCORE', dk, '-inf', now, 'LIMIT', 0, 512)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', dk, id)
+    local f = redis.call('HMGET', task_key(id), 'state', 'priority')
+    if f[1] == 'PENDING' or f[1] == 'RETRY' then
+      push_ready(id, q, tonumber(f[2]))
+    end
+  end
+  local first = redis.call('ZRANGE', dk, 0, 0, 'WITHSCORES')
+  if first[2] then
+    local d = tonumber(first[2])
+    if not next_due or d < next_due then next_due = d end
+  end
+end
+
+local delivered = {}
+local count = 0
+for _, q in ipairs(queues) do
+  for _, band in ipairs(BANDS) do
+    if count >= want then break end
+    local sk = stream_key(q, band)
+    local ok, res = pcall(redis.call, 'XREADGROUP', 'GROUP', GROUP, worker,
+      'COUNT', want - count, 'STREAMS', sk, '>')
+    if not ok then
+      -- NOGROUP: the stream or its group is gone (a flushed or new Redis).
+      pcall(redis.call, 'XGROUP', 'CREATE', sk, GROUP, '0', 'MKSTREAM')
+      redis.call('SADD', QUEUES, q)
+    elseif res then
+      for _, entry in ipairs(res[1][2]) do
+        local eid, id = entry[1], entry[2][2]
+        local tk = task_key(id)
+        local state = redis.call('HGET', tk, 'state')
+        if state == 'PENDING' or state == 'RETRY' then
+          local attempt = redis.call('HINCRBY', tk, 'attempts', 1)
+          redis.call('HSET', tk, 'state', 'STARTED', 'lease', eid, 'worker', worker, 'started_at', now)
+          redis.call('HDEL', tk, 'eta')
+          history(id, now, 'started', attempt, worker, nil)
+          local f = redis.call('HMGET', tk, 'name', 'args', 'retries', 'lost', 'enqueued_at')
+          delivered[#delivered + 1] = {eid, sk, id, f[1], q, f[2], attempt, f[3], f[4], f[5]}
+          count = count + 1
+        else
+          -- Revoked while waiting, or a record that expired: drop the entry.
+          redis.call('XACK', sk, GROUP, eid)
+          redis.call('XDEL', sk, eid)
+        end
+      end
+    end
+  end
+end
+
+return {applied, delivered, next_due}

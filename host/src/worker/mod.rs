@@ -1,0 +1,453 @@
+//! The worker: claims tasks from the broker when it has free slots, runs them on
+//! blocking threads, renews their leases, reports their outcomes.
+//!
+//! One loop does all broker traffic. Each turn sends, in one `cycle` round trip, every
+//! outcome that finished since the last turn and asks for as many tasks as there are
+//! free slots — never more, so no task waits in a worker that cannot run it yet. When
+//! there is nothing to claim, the loop waits for a wake-up from the broker, a finished
+//! run, a timer or shutdown.
+//!
+//! Queue order: queues are asked in the order given (earlier first), except that one
+//! turn in [`ROTATE_EVERY`] starts at the next queue in turn, so a first queue that is
+//! never empty cannot starve the others: each queue gets at least that share of turns.
+
+mod execute;
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use tokio::sync::mpsc;
+
+use self::execute::{Finished, Limits, RunState};
+use crate::{
+    plugins::PluginRegistry,
+    queue::{
+        now_ms, Broker, Completion, Delivery, Lease, LeaseStatus, LeaseUpdate, Outcome, Progress,
+        WorkerInfo,
+    },
+};
+
+/// How often leases are renewed (at most; a third of the lease if that is shorter).
+const TICK: Duration = Duration::from_millis(250);
+
+/// One turn in this many starts at a rotating queue instead of the first.
+pub const ROTATE_EVERY: u64 = 8;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Unique among live workers: `<host>-<pid>-<random>` by default.
+    pub name: String,
+    /// Queues to consume, earlier first.
+    pub queues: Vec<String>,
+    /// Tasks run at once (default: the number of cores).
+    pub concurrency: usize,
+    /// A run's lease; renewed every third of it while the run lives.
+    pub lease: Duration,
+    /// Deliveries without an outcome (lost worker, unknown task) before a task is
+    /// dead-lettered (default 5).
+    pub max_lost: u32,
+    /// After SIGTERM: how long runs in flight may take to finish.
+    pub shutdown_grace: Duration,
+    /// After a task's time limit: how long it may take to notice cancellation.
+    pub time_limit_grace: Duration,
+    /// How often this worker looks for expired leases of any worker.
+    pub reclaim_every: Duration,
+    /// How often this worker says it is alive.
+    pub heartbeat_every: Duration,
+}
+
+impl WorkerConfig {
+    pub fn new(queues: Vec<String>) -> Self {
+        Self {
+            name: default_name(),
+            queues,
+            concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            lease: Duration::from_secs(30),
+            max_lost: 5,
+            shutdown_grace: Duration::from_secs(30),
+            time_limit_grace: Duration::from_secs(5),
+            reclaim_every: Duration::from_secs(5),
+            heartbeat_every: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `<host>-<pid>-<4 hex>`: readable in `/workers`, unique across restarts.
+pub fn default_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
+}
+
+/// What a worker did, returned when it stops.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WorkerReport {
+    pub completed: u64,
+    /// Outcomes refused because the lease had been taken over.
+    pub discarded: u64,
+    /// Runs still going when the shutdown grace ran out (their leases will expire).
+    pub abandoned: usize,
+}
+
+struct Running {
+    lease: Lease,
+    state: Arc<RunState>,
+    sent_progress: Option<Progress>,
+}
+
+pub struct Worker {
+    broker: Arc<dyn Broker>,
+    registry: Arc<PluginRegistry>,
+    config: WorkerConfig,
+}
+
+impl Worker {
+    pub fn new(
+        broker: Arc<dyn Broker>,
+        registry: Arc<PluginRegistry>,
+        config: WorkerConfig,
+    ) -> Self {
+        Self {
+            broker,
+            registry,
+            config,
+        }
+    }
+
+    /// Runs until `shutdown` completes, then stops claiming, lets runs in flight finish
+    /// within the grace period, reports their outcomes and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> WorkerReport {
+        let Self {
+            broker,
+            registry,
+            config,
+        } = self;
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
+        let limits = Limits {
+            grace: config.time_limit_grace,
+            stuck: Arc::new(AtomicUsize::new(0)),
+        };
+        let started_at = now_ms();
+        let mut running: HashMap<String, Running> = HashMap::new();
+        let mut outbox: Vec<Completion> = Vec::new();
+        let mut report = WorkerReport::default();
+        let mut turn: u64 = 0;
+        let mut next_due: Option<i64> = None;
+        // Whether the queues may hold work for a free slot: true at start, after a wake-up
+        // and after a cycle that filled every slot it asked for.
+        let mut hungry = true;
+        let mut broker_down_since: Option<Instant> = None;
+        let mut retry_pause = Duration::from_millis(50);
+        // Each tick renews every lease in one round trip: that also tells a run it was
+        // revoked within a tick, and keeps leases fresh far inside a third of their length.
+        let mut ticker = tokio::time::interval(TICK.min(config.lease / 3));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_reclaim = Instant::now() - config.reclaim_every;
+        let mut last_heartbeat = Instant::now() - config.heartbeat_every;
+        tokio::pin!(shutdown);
+        let mut stopping: Option<Instant> = None;
+
+        tracing::info!(
+            worker = %config.name,
+            queues = ?config.queues,
+            concurrency = config.concurrency,
+            broker = broker.kind(),
+            "worker started"
+        );
+
+        loop {
+            while let Ok(finished) = done_rx.try_recv() {
+                if let Some(run) = running.remove(&finished.task_id) {
+                    outbox.push(Completion {
+                        lease: run.lease,
+                        worker: config.name.clone(),
+                        outcome: finished.outcome,
+                    });
+                }
+            }
+
+            if let Some(since) = stopping {
+                if running.is_empty() && outbox.is_empty() {
+                    break;
+                }
+                if since.elapsed() > config.shutdown_grace && outbox.is_empty() {
+                    report.abandoned = running.len();
+                    tracing::warn!(
+                        worker = %config.name,
+                        abandoned = running.len(),
+                        "shutdown grace over: runs still in flight are left to other workers once their leases expire"
+                    );
+                    break;
+                }
+            }
+
+            let free = if stopping.is_some() {
+                0
+            } else {
+                config.concurrency.saturating_sub(running.len())
+            };
+            if !outbox.is_empty() || (free > 0 && hungry) {
+                let queues = queue_order(&config.queues, turn);
+                turn += 1;
+                let sent = std::mem::take(&mut outbox);
+                match broker
+                    .cycle(&config.name, &queues, sent.clone(), free)
+                    .await
+                {
+                    Ok(cycle) => {
+                        if let Some(since) = broker_down_since.take() {
+                            tracing::info!(worker = %config.name, down_ms = since.elapsed().as_millis() as u64, "broker reachable again");
+                        }
+                        retry_pause = Duration::from_millis(50);
+                        for (completion, applied) in sent.iter().zip(&cycle.applied) {
+                            if *applied {
+                                report.completed += 1;
+                            } else {
+                                report.discarded += 1;
+                                tracing::warn!(
+                                    task_id = %completion.lease.task_id,
+                                    "outcome discarded: this run's lease was taken over by another attempt"
+                                );
+                            }
+                        }
+                        next_due = cycle.next_due;
+                        // Every slot asked for was filled: the queue may hold more.
+                        hungry = free > 0 && cycle.deliveries.len() == free;
+                        for delivery in cycle.deliveries {
+                            if let Some(run) =
+                                start(&registry, &config, &limits, &done_tx, &mut outbox, delivery)
+                            {
+                                running.insert(run.lease.task_id.clone(), run);
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        // Nothing is lost: the same outcomes go out with the next cycle.
+                        outbox = sent;
+                        if broker_down_since.is_none() {
+                            broker_down_since = Some(Instant::now());
+                            tracing::warn!(worker = %config.name, %error, "broker unreachable; retrying");
+                        }
+                        tokio::time::sleep(retry_pause).await;
+                        retry_pause = (retry_pause * 2).min(Duration::from_secs(2));
+                        hungry = true;
+                    }
+                }
+                continue;
+            }
+
+            // Nothing to claim or report right now: wait for something to happen.
+            let wait = next_due
+                .map(|due| Duration::from_millis((due - now_ms()).max(1) as u64))
+                .unwrap_or(Duration::from_secs(1));
+            let can_claim = free > 0 && stopping.is_none();
+            tokio::select! {
+                finished = done_rx.recv() => {
+                    if let Some(finished) = finished {
+                        if let Some(run) = running.remove(&finished.task_id) {
+                            outbox.push(Completion { lease: run.lease, worker: config.name.clone(), outcome: finished.outcome });
+                        }
+                    }
+                }
+                woke = broker.wait_for_work(&config.queues, wait), if can_claim => {
+                    if let Err(error) = woke {
+                        tracing::debug!(%error, "waiting for work failed");
+                        tokio::time::sleep(retry_pause).await;
+                    }
+                    hungry = true;
+                }
+                _ = ticker.tick() => {
+                    renew(&*broker, &config, &mut running).await;
+                    if last_reclaim.elapsed() >= config.reclaim_every {
+                        last_reclaim = Instant::now();
+                        reclaim(&*broker, &config).await;
+                    }
+                    if last_heartbeat.elapsed() >= config.heartbeat_every {
+                        last_heartbeat = Instant::now();
+                        heartbeat(&*broker, &config, started_at, running.len(), limits.stuck.load(Ordering::SeqCst)).await;
+                    }
+                }
+                () = &mut shutdown, if stopping.is_none() => {
+                    tracing::info!(worker = %config.name, in_flight = running.len(), "shutting down: no new tasks, finishing runs in flight");
+                    stopping = Some(Instant::now());
+                }
+            }
+        }
+        tracing::info!(worker = %config.name, completed = report.completed, "worker stopped");
+        report
+    }
+}
+
+/// The queues in the order this turn asks them: as given, except every
+/// [`ROTATE_EVERY`]th turn, which starts at the next queue in turn.
+fn queue_order(queues: &[String], turn: u64) -> Vec<String> {
+    let mut order = queues.to_vec();
+    if queues.len() > 1 && turn % ROTATE_EVERY == ROTATE_EVERY - 1 {
+        let shift = ((turn / ROTATE_EVERY) as usize % (queues.len() - 1)) + 1;
+        order.rotate_left(shift);
+    }
+    order
+}
+
+/// Starts a delivery, or queues its release when this worker does not know the task.
+fn start(
+    registry: &PluginRegistry,
+    config: &WorkerConfig,
+    limits: &Limits,
+    done: &mpsc::UnboundedSender<Finished>,
+    outbox: &mut Vec<Completion>,
+    delivery: Delivery,
+) -> Option<Running> {
+    let catalog = registry.snapshot();
+    let Some(task) = catalog
+        .resolve(&delivery.name)
+        .filter(|t| t.def.name == delivery.name)
+    else {
+        tracing::warn!(
+            worker = %config.name,
+            task = %delivery.name,
+            task_id = %delivery.lease.task_id,
+            "task unknown to this worker; released for another worker"
+        );
+        outbox.push(Completion {
+            worker: config.name.clone(),
+            outcome: Outcome::Release {
+                reason: format!("worker {} has no task {}", config.name, delivery.name),
+                max_lost: config.max_lost,
+            },
+            lease: delivery.lease,
+        });
+        return None;
+    };
+    tracing::debug!(task = %delivery.name, task_id = %delivery.lease.task_id, attempt = delivery.attempt, "task started");
+    let state = execute::start(Arc::clone(task), &delivery, limits, done.clone());
+    Some(Running {
+        lease: delivery.lease,
+        state,
+        sent_progress: None,
+    })
+}
+
+/// Renews every lease held and sends progress that changed; cancels runs whose lease
+/// was lost or whose task was revoked.
+async fn renew(broker: &dyn Broker, config: &WorkerConfig, running: &mut HashMap<String, Running>) {
+    let mut ids = Vec::new();
+    let mut updates = Vec::new();
+    for (id, run) in running.iter() {
+        let progress = run
+            .state
+            .progress
+            .lock()
+            .expect("progress lock poisoned")
+            .clone();
+        let changed = progress.is_some() && progress != run.sent_progress;
+        ids.push(id.clone());
+        updates.push(LeaseUpdate {
+            lease: run.lease.clone(),
+            progress: if changed { progress } else { None },
+        });
+    }
+    if updates.is_empty() {
+        return;
+    }
+    let statuses = match broker.extend(&config.name, &updates).await {
+        Ok(statuses) => statuses,
+        Err(error) => {
+            tracing::warn!(worker = %config.name, %error, "cannot renew leases");
+            return;
+        }
+    };
+    for ((id, update), status) in ids.iter().zip(updates).zip(statuses) {
+        let Some(run) = running.get_mut(id) else {
+            continue;
+        };
+        if update.progress.is_some() {
+            run.sent_progress = update.progress;
+        }
+        match status {
+            LeaseStatus::Held => {}
+            LeaseStatus::RevokeRequested => {
+                if !run.state.revoked.swap(true, Ordering::SeqCst) {
+                    tracing::info!(task_id = %id, "revoke requested: cancelling the run");
+                }
+                run.state.cancel.cancel();
+            }
+            LeaseStatus::Lost => {
+                tracing::warn!(task_id = %id, worker = %config.name, "lease lost: another worker took the task over; cancelling this run");
+                run.state.cancel.cancel();
+            }
+        }
+    }
+}
+
+async fn reclaim(broker: &dyn Broker, config: &WorkerConfig) {
+    match broker.reclaim(config.lease, config.max_lost).await {
+        Ok(report) => {
+            for id in &report.requeued {
+                tracing::warn!(task_id = %id, "lease expired: task re-queued for another attempt");
+            }
+            for id in &report.dead_lettered {
+                tracing::error!(task_id = %id, "task lost its worker too many times: moved to the dead-letter set");
+            }
+        }
+        Err(error) => tracing::debug!(%error, "reclaim failed"),
+    }
+}
+
+async fn heartbeat(
+    broker: &dyn Broker,
+    config: &WorkerConfig,
+    started_at: i64,
+    in_flight: usize,
+    stuck: usize,
+) {
+    let info = WorkerInfo {
+        name: config.name.clone(),
+        hostname: config
+            .name
+            .rsplitn(3, '-')
+            .last()
+            .unwrap_or_default()
+            .to_owned(),
+        pid: std::process::id(),
+        queues: config.queues.clone(),
+        concurrency: config.concurrency,
+        in_flight,
+        started_at,
+        last_seen: now_ms(),
+        stuck_threads: stuck,
+    };
+    if let Err(error) = broker.heartbeat(&info, config.heartbeat_every * 3).await {
+        tracing::debug!(%error, "heartbeat failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_order_rotates_one_turn_in_eight() {
+        let queues: Vec<String> = ["cronjobs", "default", "low"].map(String::from).to_vec();
+        let mut firsts = HashMap::new();
+        for turn in 0..(ROTATE_EVERY * 6) {
+            let order = queue_order(&queues, turn);
+            assert_eq!(order.len(), 3);
+            *firsts.entry(order[0].clone()).or_insert(0) += 1;
+        }
+        assert_eq!(firsts["cronjobs"], 42, "{firsts:?}");
+        assert_eq!(firsts["default"], 3, "{firsts:?}");
+        assert_eq!(firsts["low"], 3, "{firsts:?}");
+        assert_eq!(queue_order(&queues[..1], 7), vec!["cronjobs".to_owned()]);
+    }
+}

@@ -1,0 +1,690 @@
+//! The broker conformance suite: every test runs against Redis and against SQLite, and
+//! both must behave the same. `conformance!` below instantiates each for both.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use serde_json::json;
+use toolbox::queue::{
+    Broker, BrokerConfig, Completion, LeaseStatus, LeaseUpdate, NewTask, Outcome, Progress,
+    RevokeOutcome, TaskState,
+};
+
+use crate::support::brokers::{wait_for, worker_config, Backend, TestWorker};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn task(name: &str, queue: &str) -> NewTask {
+    NewTask::new(name, queue, "null")
+}
+
+async fn enqueue_one(broker: &dyn Broker, task: NewTask) -> String {
+    let out = broker.enqueue(vec![task]).await.expect("enqueue");
+    out[0].id.clone()
+}
+
+fn done(lease: &toolbox::queue::Lease, outcome: Outcome) -> Completion {
+    Completion {
+        lease: lease.clone(),
+        worker: "test".to_owned(),
+        outcome,
+    }
+}
+
+/// FIFO within a queue and priority band; higher priority first.
+async fn ordering_and_priority(backend: Backend) {
+    let t = backend.open_default().await;
+    let b = &*t.broker;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(enqueue_one(b, task("background.noop", "q")).await);
+    }
+    let mut urgent = task("background.noop", "q");
+    urgent.priority = 9;
+    let urgent = enqueue_one(b, urgent).await;
+    let mut lazy = task("background.noop", "q");
+    lazy.priority = 0;
+    let lazy = enqueue_one(b, lazy).await;
+
+    let cycle = b.cycle("w1", &["q".into()], vec![], 10).await.unwrap();
+    let got: Vec<String> = cycle
+        .deliveries
+        .iter()
+        .map(|d| d.lease.task_id.clone())
+        .collect();
+    let mut expected = vec![urgent];
+    expected.extend(ids);
+    expected.push(lazy);
+    assert_eq!(got, expected);
+    assert!(cycle
+        .deliveries
+        .iter()
+        .all(|d| d.attempt == 1 && d.queue == "q"));
+}
+
+/// A cycle claims at most `want`, from the queues in the order given.
+async fn several_queues_and_no_over_claim(backend: Backend) {
+    let t = backend.open_default().await;
+    let b = &*t.broker;
+    let a = enqueue_one(b, task("background.noop", "alpha")).await;
+    let c = enqueue_one(b, task("background.noop", "gamma")).await;
+    let other = enqueue_one(b, task("background.noop", "not-consumed")).await;
+
+    let first = b
+        .cycle("w", &["gamma".into(), "alpha".into()], vec![], 1)
+        .await
+        .unwrap();
+    assert_eq!(first.deliveries.len(), 1);
+    assert_eq!(first.deliveries[0].lease.task_id, c);
+    let second = b
+        .cycle("w", &["gamma".into(), "alpha".into()], vec![], 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        second
+            .deliveries
+            .iter()
+            .map(|d| &d.lease.task_id)
+            .collect::<Vec<_>>(),
+        vec![&a]
+    );
+    let none = b
+        .cycle("w", &["gamma".into(), "alpha".into()], vec![], 0)
+        .await
+        .unwrap();
+    assert!(none.deliveries.is_empty());
+    assert_eq!(
+        b.get(&other).await.unwrap().unwrap().state,
+        TaskState::Pending
+    );
+
+    let stats = b.queue_stats().await.unwrap();
+    let of = |q: &str| stats.iter().find(|s| s.queue == q).cloned().unwrap();
+    assert_eq!((of("alpha").in_flight, of("alpha").depth), (1, 0));
+    assert_eq!(
+        (of("not-consumed").in_flight, of("not-consumed").depth),
+        (0, 1)
+    );
+}
+
+/// A countdown keeps a task out of reach until it is due.
+async fn countdown(backend: Backend) {
+    let t = backend.open_default().await;
+    let b = &*t.broker;
+    let mut delayed = task("background.noop", "q");
+    delayed.delay = Some(Duration::from_millis(400));
+    let id = enqueue_one(b, delayed).await;
+    let record = b.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.state, TaskState::Pending);
+    assert!(record.eta.is_some());
+
+    let early = b.cycle("w", &["q".into()], vec![], 1).await.unwrap();
+    assert!(early.deliveries.is_empty());
+    let due = early.next_due.expect("the delayed task's due time");
+    assert!(
+        due >= record.enqueued_at + 390,
+        "due {due}, enqueued {}",
+        record.enqueued_at
+    );
+    assert_eq!(b.queue_stats().await.unwrap()[0].delayed, 1);
+
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let later = b.cycle("w", &["q".into()], vec![], 1).await.unwrap();
+    assert_eq!(later.deliveries.len(), 1);
+    assert_eq!(later.deliveries[0].lease.task_id, id);
+}
+
+/// Completing twice, or with a lease that was taken over, changes nothing.
+async fn idempotent_and_fenced_acks(backend: Backend) {
+    let t = backend
+        .open(BrokerConfig {
+            lease: Duration::from_millis(300),
+            ..BrokerConfig::default()
+        })
+        .await;
+    let b = &*t.broker;
+    let id = enqueue_one(b, task("background.noop", "q")).await;
+    let first = b
+        .cycle("w1", &["q".into()], vec![], 1)
+        .await
+        .unwrap()
+        .deliveries
+        .remove(0);
+
+    // The worker goes silent; its lease expires and the task is handed out again.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let reclaimed = b.reclaim(Duration::from_millis(300), 5).await.unwrap();
+    assert_eq!(reclaimed.requeued, vec![id.clone()]);
+    let second = b
+        .cycle("w2", &["q".into()], vec![], 1)
+        .await
+        .unwrap()
+        .deliveries
+        .remove(0);
+    assert_eq!(second.lease.task_id, id);
+    assert_ne!(second.lease.token, first.lease.token);
+    assert_eq!((second.attempt, second.lost), (2, 1));
+
+    // The presumed-dead first worker reports late: refused, and told its lease is gone.
+    let late = done(
+        &first.lease,
+        Outcome::Success {
+            result: "\"stale\"".into(),
+        },
+    );
+    let cycle = b.cycle("w1", &["q".into()], vec![late], 0).await.unwrap();
+    assert_eq!(cycle.applied, vec![false]);
+    let status = b
+        .extend(
+            "w1",
+            &[LeaseUpdate {
+                lease: first.lease.clone(),
+                progress: None,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, vec![LeaseStatus::Lost]);
+
+    let ok = done(
+        &second.lease,
+        Outcome::Success {
+            result: "\"fresh\"".into(),
+        },
+    );
+    assert_eq!(
+        b.cycle("w2", &[], vec![ok.clone()], 0)
+            .await
+            .unwrap()
+            .applied,
+        vec![true]
+    );
+    assert_eq!(
+        b.cycle("w2", &[], vec![ok], 0).await.unwrap().applied,
+        vec![false]
+    );
+
+    let record = b.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.state, TaskState::Success);
+    assert_eq!(record.result.as_deref(), Some("\"fresh\""));
+    assert_eq!((record.attempts, record.retries, record.lost), (2, 0, 1));
+    let events: Vec<&str> = record.history.iter().map(|h| h.event.as_str()).collect();
+    assert_eq!(events, ["started", "lease_expired", "started", "succeeded"]);
+}
+
+/// A task whose deliveries keep ending without an outcome goes to the dead-letter set.
+async fn dead_letter_after_lost_deliveries(backend: Backend) {
+    let lease = Duration::from_millis(200);
+    let t = backend
+        .open(BrokerConfig {
+            lease,
+            ..BrokerConfig::default()
+        })
+        .await;
+    let b = &*t.broker;
+    let id = enqueue_one(b, task("background.noop", "q")).await;
+    for round in 1..=3 {
+        let got = b.cycle("doomed", &["q".into()], vec![], 1).await.unwrap();
+        assert_eq!(got.deliveries.len(), 1, "round {round}");
+        tokio::time::sleep(lease * 3).await;
+        let report = b.reclaim(lease, 3).await.unwrap();
+        if round < 3 {
+            assert_eq!(report.requeued, vec![id.clone()], "round {round}");
+        } else {
+            assert_eq!(report.dead_lettered, vec![id.clone()], "round {round}");
+        }
+    }
+    let record = b.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.state, TaskState::Failure);
+    assert!(record.dead_lettered);
+    assert!(
+        record
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("lost its worker 3 times"),
+        "{record:?}"
+    );
+    assert!(b
+        .cycle("w", &["q".into()], vec![], 1)
+        .await
+        .unwrap()
+        .deliveries
+        .is_empty());
+    let dead = b.dead_letters(10).await.unwrap();
+    assert_eq!(
+        dead.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        vec![id]
+    );
+    assert_eq!(b.queue_stats().await.unwrap()[0].dead_lettered, 1);
+}
+
+/// Revoking a waiting task means it never starts; revoking a running one asks it to stop.
+async fn revoke(backend: Backend) {
+    let t = backend.open_default().await;
+    let b = &*t.broker;
+    let mut waiting = task("background.noop", "q");
+    waiting.delay = Some(Duration::from_millis(100));
+    let waiting = enqueue_one(b, waiting).await;
+    let ready = enqueue_one(b, task("background.noop", "q")).await;
+    let running = enqueue_one(b, task("background.noop", "r")).await;
+    let delivered = b
+        .cycle("w", &["r".into()], vec![], 1)
+        .await
+        .unwrap()
+        .deliveries
+        .remove(0);
+
+    assert_eq!(b.revoke(&waiting).await.unwrap(), RevokeOutcome::Revoked);
+    assert_eq!(b.revoke(&ready).await.unwrap(), RevokeOutcome::Revoked);
+    assert_eq!(b.revoke(&running).await.unwrap(), RevokeOutcome::Requested);
+    assert_eq!(
+        b.revoke("00000000-0000-0000-0000-000000000000")
+            .await
+            .unwrap(),
+        RevokeOutcome::NotFound
+    );
+
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let cycle = b.cycle("w", &["q".into()], vec![], 5).await.unwrap();
+    assert!(cycle.deliveries.is_empty(), "a revoked task was delivered");
+    for id in [&waiting, &ready] {
+        assert_eq!(b.get(id).await.unwrap().unwrap().state, TaskState::Revoked);
+    }
+
+    let status = b
+        .extend(
+            "w",
+            &[LeaseUpdate {
+                lease: delivered.lease.clone(),
+                progress: None,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, vec![LeaseStatus::RevokeRequested]);
+    let stopped = done(&delivered.lease, Outcome::Revoked);
+    assert_eq!(
+        b.cycle("w", &[], vec![stopped], 0).await.unwrap().applied,
+        vec![true]
+    );
+    assert_eq!(
+        b.get(&running).await.unwrap().unwrap().state,
+        TaskState::Revoked
+    );
+    assert_eq!(
+        b.revoke(&running).await.unwrap(),
+        RevokeOutcome::AlreadyFinished(TaskState::Revoked)
+    );
+}
+
+/// Finished records expire after the result TTL; an idempotency key maps to one task.
+async fn result_expiry_and_idempotency(backend: Backend) {
+    let t = backend
+        .open(BrokerConfig {
+            result_ttl: Duration::from_millis(500),
+            ..BrokerConfig::default()
+        })
+        .await;
+    let b = &*t.broker;
+    let mut first = task("background.noop", "q");
+    first.idempotency_key = Some("order-42".into());
+    let mut again = task("background.noop", "q");
+    again.idempotency_key = Some("order-42".into());
+    let out = b.enqueue(vec![first.clone(), again]).await.unwrap();
+    assert!(out[0].created && !out[1].created);
+    assert_eq!(out[0].id, out[1].id);
+    assert_eq!(out[0].id, first.id);
+
+    let delivered = b
+        .cycle("w", &["q".into()], vec![], 5)
+        .await
+        .unwrap()
+        .deliveries;
+    assert_eq!(delivered.len(), 1, "the duplicate was enqueued");
+    let ok = done(&delivered[0].lease, Outcome::Success { result: "1".into() });
+    b.cycle("w", &[], vec![ok], 0).await.unwrap();
+    assert_eq!(
+        b.get(&first.id).await.unwrap().unwrap().state,
+        TaskState::Success
+    );
+
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    b.reclaim(Duration::from_secs(30), 5).await.unwrap();
+    assert_eq!(
+        b.get(&first.id).await.unwrap(),
+        None,
+        "the record outlived its TTL"
+    );
+}
+
+/// Progress reported while running is stored with the lease renewal.
+async fn progress_is_recorded(backend: Backend) {
+    let t = backend.open_default().await;
+    let b = &*t.broker;
+    let id = enqueue_one(b, task("background.progress", "q")).await;
+    let d = b
+        .cycle("w", &["q".into()], vec![], 1)
+        .await
+        .unwrap()
+        .deliveries
+        .remove(0);
+    let progress = Progress {
+        done: 2,
+        total: 5,
+        message: "step 2".into(),
+    };
+    let status = b
+        .extend(
+            "w",
+            &[LeaseUpdate {
+                lease: d.lease.clone(),
+                progress: Some(progress.clone()),
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, vec![LeaseStatus::Held]);
+    let record = b.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.state, record.progress),
+        (TaskState::Started, Some(progress))
+    );
+    assert_eq!(record.worker.as_deref(), Some("w"));
+    assert!(record.started_at.is_some());
+}
+
+/// Many producers and consumers at once: every task is done exactly once.
+async fn many_producers_and_consumers(backend: Backend) {
+    let t = backend.open_default().await;
+    let broker = Arc::clone(&t.broker);
+    let producers: Vec<_> = (0..4)
+        .map(|p| {
+            let broker = Arc::clone(&broker);
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for batch in 0..10 {
+                    let tasks: Vec<NewTask> = (0..25)
+                        .map(|i| {
+                            NewTask::new("background.echo", "q", json!([p, batch, i]).to_string())
+                        })
+                        .collect();
+                    ids.extend(
+                        broker
+                            .enqueue(tasks)
+                            .await
+                            .unwrap()
+                            .into_iter()
+                            .map(|e| e.id),
+                    );
+                }
+                ids
+            })
+        })
+        .collect();
+    let consumers: Vec<_> = (0..4)
+        .map(|c| {
+            let broker = Arc::clone(&broker);
+            tokio::spawn(async move {
+                let name = format!("consumer-{c}");
+                let mut seen = Vec::new();
+                let mut pending = Vec::new();
+                let mut idle = 0;
+                while idle < 50 {
+                    let cycle = broker
+                        .cycle(&name, &["q".into()], std::mem::take(&mut pending), 7)
+                        .await
+                        .unwrap();
+                    assert!(cycle.applied.iter().all(|a| *a));
+                    if cycle.deliveries.is_empty() {
+                        idle += 1;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    } else {
+                        idle = 0;
+                    }
+                    for d in cycle.deliveries {
+                        seen.push(d.lease.task_id.clone());
+                        pending.push(Completion {
+                            lease: d.lease,
+                            worker: name.clone(),
+                            outcome: Outcome::Success { result: d.args },
+                        });
+                    }
+                }
+                broker.cycle(&name, &[], pending, 0).await.unwrap();
+                seen
+            })
+        })
+        .collect();
+    let mut produced = HashSet::new();
+    for p in producers {
+        produced.extend(p.await.unwrap());
+    }
+    let mut consumed = Vec::new();
+    for c in consumers {
+        consumed.extend(c.await.unwrap());
+    }
+    assert_eq!(produced.len(), 1000);
+    assert_eq!(
+        consumed.len(),
+        1000,
+        "some task was delivered twice or never"
+    );
+    assert_eq!(consumed.iter().cloned().collect::<HashSet<_>>(), produced);
+    for id in produced.iter().take(20) {
+        assert_eq!(
+            broker.get(id).await.unwrap().unwrap().state,
+            TaskState::Success
+        );
+    }
+}
+
+/// The worker's retry policy: a retryable failure runs again with backoff, up to the
+/// task's `max_retries`, and then fails for good.
+async fn worker_retries_with_backoff(backend: Backend) {
+    let t = backend.open_default().await;
+    let worker = TestWorker::start(Arc::clone(&t.broker), worker_config(&["q"]));
+    let id = enqueue_one(
+        &*t.broker,
+        NewTask::new(
+            "background.fail",
+            "q",
+            json!({"retry": true, "message": "flaky"}).to_string(),
+        ),
+    )
+    .await;
+    let record = wait_for(&*t.broker, &id, WAIT, |r| r.state.is_ready()).await;
+    worker.stop().await;
+    assert_eq!(record.state, TaskState::Failure);
+    assert_eq!(
+        record.error.as_deref(),
+        Some("flaky (gave up after 2 retries)")
+    );
+    assert_eq!((record.attempts, record.retries, record.lost), (3, 2, 0));
+    let events: Vec<&str> = record.history.iter().map(|h| h.event.as_str()).collect();
+    assert_eq!(
+        events,
+        ["started", "retry", "started", "retry", "started", "failed"]
+    );
+    // The backoff (100 ms, then about 200 ms, with jitter) separates the attempts.
+    let starts: Vec<i64> = record
+        .history
+        .iter()
+        .filter(|h| h.event == "started")
+        .map(|h| h.at)
+        .collect();
+    assert!(
+        starts[1] - starts[0] >= 50 && starts[2] - starts[1] >= 100,
+        "{starts:?}"
+    );
+}
+
+/// The worker runs tasks to SUCCESS and FAILURE, a panic included, and revokes running ones.
+async fn worker_outcomes_and_revoke(backend: Backend) {
+    let t = backend.open_default().await;
+    let b = &*t.broker;
+    let worker = TestWorker::start(Arc::clone(&t.broker), worker_config(&["q"]));
+    let echo = enqueue_one(
+        b,
+        NewTask::new("background.echo", "q", json!({"x": 1}).to_string()),
+    )
+    .await;
+    let panic = enqueue_one(
+        b,
+        NewTask::new(
+            "background.panic",
+            "q",
+            json!({"message": "ouch"}).to_string(),
+        ),
+    )
+    .await;
+    let sleep = enqueue_one(
+        b,
+        NewTask::new("background.sleep", "q", json!({"ms": 60_000}).to_string()),
+    )
+    .await;
+
+    let echo = wait_for(b, &echo, WAIT, |r| r.state.is_ready()).await;
+    assert_eq!(
+        (echo.state, echo.result.as_deref()),
+        (TaskState::Success, Some(r#"{"x":1}"#))
+    );
+    let panic = wait_for(b, &panic, WAIT, |r| r.state.is_ready()).await;
+    assert_eq!(panic.state, TaskState::Failure);
+    assert!(
+        panic.error.as_deref().unwrap().contains("ouch"),
+        "{panic:?}"
+    );
+
+    wait_for(b, &sleep, WAIT, |r| r.state == TaskState::Started).await;
+    assert_eq!(b.revoke(&sleep).await.unwrap(), RevokeOutcome::Requested);
+    let revoked = wait_for(b, &sleep, WAIT, |r| r.state.is_ready()).await;
+    assert_eq!(revoked.state, TaskState::Revoked);
+    let report = worker.stop().await;
+    assert_eq!(report.completed, 3);
+}
+
+/// A time limit cancels the run; a run that ignores cancellation is failed after the
+/// grace period and its slot given back.
+async fn worker_time_limits(backend: Backend) {
+    let t = backend.open_default().await;
+    let b = &*t.broker;
+    let mut config = worker_config(&["q"]);
+    config.concurrency = 1;
+    let worker = TestWorker::start(Arc::clone(&t.broker), config);
+    let obeys = enqueue_one(
+        b,
+        NewTask::new("background.limited", "q", json!({"ms": 10_000}).to_string()),
+    )
+    .await;
+    let stubborn = enqueue_one(
+        b,
+        NewTask::new(
+            "background.limited",
+            "q",
+            json!({"ms": 3_000, "obey": false}).to_string(),
+        ),
+    )
+    .await;
+    let after = enqueue_one(b, NewTask::new("background.noop", "q", "null".to_owned())).await;
+
+    for id in [&obeys, &stubborn] {
+        let record = wait_for(b, id, WAIT, |r| r.state.is_ready()).await;
+        assert_eq!(record.state, TaskState::Failure);
+        assert!(
+            record
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("time limit exceeded"),
+            "{record:?}"
+        );
+    }
+    // With one slot, the noop can only run because the stubborn run's slot was given back
+    // after the 500 ms grace, long before its thread finishes its 3 s.
+    let after = wait_for(b, &after, Duration::from_secs(2), |r| r.state.is_ready()).await;
+    assert_eq!(after.state, TaskState::Success);
+    worker.stop().await;
+}
+
+/// A task this worker does not know goes back to the queue, and after the delivery
+/// limit to the dead-letter set with a reason naming the task and the worker.
+async fn unknown_task_is_released_then_dead_lettered(backend: Backend) {
+    let t = backend.open_default().await;
+    let b = &*t.broker;
+    let mut config = worker_config(&["q"]);
+    config.max_lost = 3;
+    let name = config.name.clone();
+    let worker = TestWorker::start(Arc::clone(&t.broker), config);
+    let id = enqueue_one(b, NewTask::new("toolbox.not_here", "q", "null".to_owned())).await;
+    let record = wait_for(b, &id, WAIT, |r| r.state.is_ready()).await;
+    worker.stop().await;
+    assert!(record.dead_lettered, "{record:?}");
+    let error = record.error.unwrap();
+    assert!(
+        error.contains("toolbox.not_here") && error.contains(&name),
+        "{error}"
+    );
+    assert_eq!(record.lost, 3);
+    assert_eq!(
+        record
+            .history
+            .iter()
+            .filter(|h| h.event == "released")
+            .count(),
+        2
+    );
+}
+
+/// A worker stopped while a run is in flight lets it finish and reports it.
+async fn worker_shutdown_finishes_runs_in_flight(backend: Backend) {
+    let t = backend.open_default().await;
+    let b = &*t.broker;
+    let worker = TestWorker::start(Arc::clone(&t.broker), worker_config(&["q"]));
+    let id = enqueue_one(
+        b,
+        NewTask::new("background.sleep", "q", json!({"ms": 400}).to_string()),
+    )
+    .await;
+    wait_for(b, &id, WAIT, |r| r.state == TaskState::Started).await;
+    let report = worker.stop().await;
+    assert_eq!((report.completed, report.abandoned), (1, 0));
+    assert_eq!(b.get(&id).await.unwrap().unwrap().state, TaskState::Success);
+}
+
+macro_rules! conformance {
+    ($($test:ident),+ $(,)?) => {
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(crate::support::brokers::Backend::Redis).await
+                }
+            )+
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(crate::support::brokers::Backend::Sqlite).await
+                }
+            )+
+        }
+    };
+}
+
+conformance!(
+    ordering_and_priority,
+    several_queues_and_no_over_claim,
+    countdown,
+    idempotent_and_fenced_acks,
+    dead_letter_after_lost_deliveries,
+    revoke,
+    result_expiry_and_idempotency,
+    progress_is_recorded,
+    many_producers_and_consumers,
+    worker_retries_with_backoff,
+    worker_outcomes_and_revoke,
+    worker_time_limits,
+    unknown_task_is_released_then_dead_lettered,
+    worker_shutdown_finishes_runs_in_flight,
+);
