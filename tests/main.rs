@@ -3,5 +3,6 @@
 
 mod cli;
 mod conformance;
+mod faults;
 mod loader;
 mod support;

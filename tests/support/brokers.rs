@@ -28,8 +28,6 @@ pub enum Backend {
 /// A broker of the test's own; its data goes away with it.
 pub struct TestBroker {
     pub broker: Arc<dyn Broker>,
-    pub url: String,
-    pub prefix: String,
     _guard: Guard,
 }
 
@@ -79,8 +77,6 @@ impl Backend {
                     .unwrap_or_else(|e| panic!("Redis at {url} is needed for this test: {e}"));
                 TestBroker {
                     broker,
-                    url: url.clone(),
-                    prefix: prefix.clone(),
                     _guard: Guard::Redis { url, prefix },
                 }
             }
@@ -92,8 +88,6 @@ impl Backend {
                     .expect("SQLite queue opens");
                 TestBroker {
                     broker,
-                    url,
-                    prefix: String::new(),
                     _guard: Guard::Sqlite(dir),
                 }
             }

@@ -104,10 +104,7 @@ pub(super) fn start(
                 Err(_) => {
                     timed_out = true;
                     shared.cancel.cancel();
-                    match tokio::time::timeout(grace, &mut join).await {
-                        Ok(result) => Some(result),
-                        Err(_) => None,
-                    }
+                    tokio::time::timeout(grace, &mut join).await.ok()
                 }
             },
         };

@@ -23,7 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use self::execute::{Finished, Limits, RunState};
 use crate::{
@@ -157,6 +157,31 @@ impl Worker {
         tokio::pin!(shutdown);
         let mut stopping: Option<Instant> = None;
 
+        // The blocking wait for work runs in a task of its own, started on demand: the
+        // loop's other events must not cancel it half-way, or a wake-up token it already
+        // took from the broker would be lost to every worker.
+        let want_wake = Arc::new(Notify::new());
+        let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
+        let mut waiting_for_work = false;
+        let waker = tokio::spawn({
+            let broker = Arc::clone(&broker);
+            let queues = config.queues.clone();
+            let want_wake = Arc::clone(&want_wake);
+            async move {
+                loop {
+                    want_wake.notified().await;
+                    if let Err(error) = broker.wait_for_work(&queues, Duration::from_secs(1)).await
+                    {
+                        tracing::debug!(%error, "waiting for work failed");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    if wake_tx.send(()).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+
         tracing::info!(
             worker = %config.name,
             queues = ?config.queues,
@@ -247,10 +272,12 @@ impl Worker {
             }
 
             // Nothing to claim or report right now: wait for something to happen.
-            let wait = next_due
-                .map(|due| Duration::from_millis((due - now_ms()).max(1) as u64))
-                .unwrap_or(Duration::from_secs(1));
-            let can_claim = free > 0 && stopping.is_none();
+            if free > 0 && !waiting_for_work {
+                want_wake.notify_one();
+                waiting_for_work = true;
+            }
+            let until_due =
+                next_due.map(|due| Duration::from_millis((due - now_ms()).max(1) as u64));
             tokio::select! {
                 finished = done_rx.recv() => {
                     if let Some(finished) = finished {
@@ -259,18 +286,19 @@ impl Worker {
                         }
                     }
                 }
-                woke = broker.wait_for_work(&config.queues, wait), if can_claim => {
-                    if let Err(error) = woke {
-                        tracing::debug!(%error, "waiting for work failed");
-                        tokio::time::sleep(retry_pause).await;
-                    }
+                Some(()) = wake_rx.recv() => {
+                    waiting_for_work = false;
                     hungry = true;
+                }
+                () = tokio::time::sleep(until_due.unwrap_or_default()), if until_due.is_some() => {
+                    hungry = true;
+                    next_due = None;
                 }
                 _ = ticker.tick() => {
                     renew(&*broker, &config, &mut running).await;
                     if last_reclaim.elapsed() >= config.reclaim_every {
                         last_reclaim = Instant::now();
-                        reclaim(&*broker, &config).await;
+                        hungry |= reclaim(&*broker, &config).await;
                     }
                     if last_heartbeat.elapsed() >= config.heartbeat_every {
                         last_heartbeat = Instant::now();
@@ -283,6 +311,7 @@ impl Worker {
                 }
             }
         }
+        waker.abort();
         tracing::info!(worker = %config.name, completed = report.completed, "worker stopped");
         report
     }
@@ -390,7 +419,8 @@ async fn renew(broker: &dyn Broker, config: &WorkerConfig, running: &mut HashMap
     }
 }
 
-async fn reclaim(broker: &dyn Broker, config: &WorkerConfig) {
+/// Returns whether tasks went back to a queue.
+async fn reclaim(broker: &dyn Broker, config: &WorkerConfig) -> bool {
     match broker.reclaim(config.lease, config.max_lost).await {
         Ok(report) => {
             for id in &report.requeued {
@@ -399,8 +429,12 @@ async fn reclaim(broker: &dyn Broker, config: &WorkerConfig) {
             for id in &report.dead_lettered {
                 tracing::error!(task_id = %id, "task lost its worker too many times: moved to the dead-letter set");
             }
+            !report.requeued.is_empty()
         }
-        Err(error) => tracing::debug!(%error, "reclaim failed"),
+        Err(error) => {
+            tracing::debug!(%error, "reclaim failed");
+            false
+        }
     }
 }
 

@@ -204,7 +204,22 @@ impl Task for Limited {
     }
 }
 
-export_plugin!(Noop, Echo, Sleep, Fail, Panic, Progress, Limited);
+/// Aborts the whole process running it, as a crashing native library would: for testing
+/// that a task which keeps killing its worker ends in the dead-letter set.
+#[task(name = "background.abort")]
+#[derive(Default)]
+pub struct Abort;
+
+impl Task for Abort {
+    type Args = Value;
+    type Output = ();
+
+    fn run(&self, _ctx: &Context<'_>, _args: Value) -> Result<(), TaskError> {
+        std::process::abort()
+    }
+}
+
+export_plugin!(Noop, Echo, Sleep, Fail, Panic, Progress, Limited, Abort);
 
 #[cfg(test)]
 mod tests {
