@@ -44,6 +44,7 @@ fn demo_tasks_run() {
         names,
         [
             "background.abort",
+            "background.clock",
             "background.echo",
             "background.fail",
             "background.limited",
@@ -214,7 +215,7 @@ fn bad_files_are_refused_and_the_rest_loads() {
         "{incompatible}"
     );
 
-    assert_eq!(catalog.len(), 8);
+    assert_eq!(catalog.len(), 9);
     assert_eq!(run(&catalog, "echo", json!([1])), Ok(json!([1])));
 }
 
@@ -228,13 +229,13 @@ fn duplicate_tasks_are_refused_visibly() {
     dir.write("libzz_demo_copy.so", &copy);
     let catalog = open(dir.path()).snapshot();
     assert_eq!(catalog.plugins().len(), 2);
-    assert_eq!(catalog.len(), 8);
+    assert_eq!(catalog.len(), 9);
     let duplicates: Vec<_> = catalog
         .refused()
         .iter()
         .filter(|e| e.code() == "duplicate_task")
         .collect();
-    assert_eq!(duplicates.len(), 8, "{:#?}", catalog.refused());
+    assert_eq!(duplicates.len(), 9, "{:#?}", catalog.refused());
     for dup in duplicates {
         let message = dup.to_string();
         assert!(

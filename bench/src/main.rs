@@ -4,9 +4,12 @@
 //! ```text
 //! cargo build --release -p toolbox -p toolbox-demo -p toolbox-bench
 //! target/release/toolbox-bench plugins
+//! target/release/toolbox-bench queue --broker redis://127.0.0.1:6379/0
+//! target/release/toolbox-bench queue --broker sqlite:///tmp/toolbox-bench.sqlite
 //! ```
 
 mod plugins;
+mod queue;
 mod stats;
 
 use std::path::PathBuf;
@@ -28,6 +31,8 @@ struct Cli {
 enum Command {
     /// Plugin load time, in-process call cost, host start-up with many plugins
     Plugins(plugins::Options),
+    /// Queue throughput (enqueue alone, end to end) and enqueue-to-start latency
+    Queue(queue::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +46,6 @@ fn main() -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Plugins(options) => plugins::run(&artifacts, &options),
+        Command::Queue(options) => queue::run(&artifacts, &options),
     }
 }

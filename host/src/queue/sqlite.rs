@@ -21,8 +21,8 @@ use super::{
     RevokeOutcome, TaskRecord, TaskState, WorkerInfo,
 };
 
-/// How often an idle worker looks at a file other processes may write to.
-const POLL: Duration = Duration::from_millis(50);
+/// How often an idle worker asks whether another process wrote to the file.
+const POLL: Duration = Duration::from_millis(2);
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS tb_tasks (
@@ -80,6 +80,9 @@ pub struct SqliteBroker {
     config: BrokerConfig,
     /// Wakes this process's idle workers when this process enqueues.
     work: Notify,
+    /// A connection of its own for `PRAGMA data_version`, which changes when another
+    /// connection (another process) commits: a cheap way to notice its enqueues.
+    watch: tokio::sync::Mutex<sqlx::SqliteConnection>,
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
@@ -90,6 +93,19 @@ fn db_error(error: sqlx::Error) -> BrokerError {
 
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+async fn data_version(conn: &mut sqlx::SqliteConnection) -> Result<i64, BrokerError> {
+    sqlx::query_scalar("PRAGMA data_version")
+        .fetch_one(conn)
+        .await
+        .map_err(db_error)
+}
+
+fn options_for_watch(url: &str) -> Result<SqliteConnectOptions, BrokerError> {
+    Ok(SqliteConnectOptions::from_str(url)
+        .map_err(|e| BrokerError::Config(format!("bad SQLite URL {url:?}: {e}")))?
+        .busy_timeout(Duration::from_secs(10)))
 }
 
 impl SqliteBroker {
@@ -114,10 +130,15 @@ impl SqliteBroker {
                 .await
                 .map_err(db_error)?;
         }
+        let watch =
+            <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options_for_watch(url)?)
+                .await
+                .map_err(db_error)?;
         Ok(Self {
             pool,
             config,
             work: Notify::new(),
+            watch: tokio::sync::Mutex::new(watch),
         })
     }
 
@@ -439,8 +460,18 @@ impl Broker for SqliteBroker {
         _queues: &[String],
         timeout: Duration,
     ) -> Result<(), BrokerError> {
-        let _ = tokio::time::timeout(timeout.min(POLL), self.work.notified()).await;
-        Ok(())
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut watch = self.watch.lock().await;
+        let start = data_version(&mut watch).await?;
+        loop {
+            let notified = tokio::time::timeout(POLL, self.work.notified()).await;
+            if notified.is_ok() || tokio::time::Instant::now() >= deadline {
+                return Ok(());
+            }
+            if data_version(&mut watch).await? != start {
+                return Ok(());
+            }
+        }
     }
 
     async fn extend(

@@ -219,7 +219,23 @@ impl Task for Abort {
     }
 }
 
-export_plugin!(Noop, Echo, Sleep, Fail, Panic, Progress, Limited, Abort);
+/// Returns the moment it started, in microseconds since the Unix epoch: the benchmarks
+/// measure the time from enqueue to start with it.
+#[task(name = "background.clock")]
+#[derive(Default)]
+pub struct Clock;
+
+impl Task for Clock {
+    type Args = Value;
+    type Output = u128;
+
+    fn run(&self, _ctx: &Context<'_>, _args: Value) -> Result<u128, TaskError> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        Ok(now.map_or(0, |d| d.as_micros()))
+    }
+}
+
+export_plugin!(Noop, Echo, Sleep, Fail, Panic, Progress, Limited, Abort, Clock);
 
 #[cfg(test)]
 mod tests {
