@@ -4,6 +4,7 @@
 
 use std::{
     io::Write,
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
@@ -15,6 +16,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 
 use crate::{
+    api::{self, ApiConfig, AppState},
     plugins::{
         probe_main, Catalog, LoaderConfig, PluginRegistry, RunContext, TaskFailure, TaskHandle,
     },
@@ -82,6 +84,70 @@ impl BrokerArgs {
     }
 }
 
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// Queues to consume, earlier first
+    #[arg(
+        long,
+        env = "TOOLBOX_QUEUES",
+        value_delimiter = ',',
+        default_value = "cronjobs,default"
+    )]
+    pub queues: Vec<String>,
+    /// Tasks run at once [default: the number of cores]
+    #[arg(long, env = "TOOLBOX_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+    /// Deliveries without an outcome (worker died, task unknown here) before a task goes
+    /// to the dead-letter set
+    #[arg(long, env = "TOOLBOX_MAX_DELIVERIES", default_value_t = 5)]
+    pub max_deliveries: u32,
+    /// Seconds runs in flight may take to finish after SIGTERM
+    #[arg(long, env = "TOOLBOX_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl WorkerArgs {
+    pub fn config(&self, broker: &BrokerArgs) -> WorkerConfig {
+        let mut config = WorkerConfig::new(self.queues.clone());
+        if let Some(n) = self.concurrency {
+            config.concurrency = n.max(1);
+        }
+        config.lease = broker.config().lease;
+        config.reclaim_every =
+            (config.lease / 4).clamp(Duration::from_millis(250), Duration::from_secs(5));
+        config.max_lost = self.max_deliveries.max(1);
+        config.shutdown_grace = Duration::from_secs(self.shutdown_grace_secs);
+        config
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApiArgs {
+    /// Address the HTTP API listens on
+    #[arg(long, env = "TOOLBOX_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+    /// Bearer token required by every route that changes something [default: none,
+    /// auth off]
+    #[arg(long, env = "TOOLBOX_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// With --token: require it for reads (GET) too
+    #[arg(long, env = "TOOLBOX_PROTECT_READS")]
+    pub protect_reads: bool,
+    /// Largest request body, in bytes
+    #[arg(long, env = "TOOLBOX_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+}
+
+impl ApiArgs {
+    pub fn config(&self) -> ApiConfig {
+        ApiConfig {
+            body_limit: self.body_limit,
+            token: self.token.clone().filter(|t| !t.is_empty()),
+            protect_reads: self.protect_reads,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List the tasks the plugins folder offers, and the files that were refused
@@ -106,24 +172,29 @@ pub enum Command {
     /// Run tasks from the queue: claims only as many as it has free slots, renews their
     /// leases, stops cleanly on SIGTERM or Ctrl-C
     Worker {
-        /// Queues to consume, earlier first
-        #[arg(
-            long,
-            env = "TOOLBOX_QUEUES",
-            value_delimiter = ',',
-            default_value = "cronjobs,default"
-        )]
-        queues: Vec<String>,
-        /// Tasks run at once [default: the number of cores]
-        #[arg(long, env = "TOOLBOX_CONCURRENCY")]
-        concurrency: Option<usize>,
-        /// Deliveries without an outcome (worker died, task unknown here) before a task
-        /// goes to the dead-letter set
-        #[arg(long, env = "TOOLBOX_MAX_DELIVERIES", default_value_t = 5)]
-        max_deliveries: u32,
-        /// Seconds runs in flight may take to finish after SIGTERM
-        #[arg(long, env = "TOOLBOX_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
-        shutdown_grace_secs: u64,
+        #[command(flatten)]
+        worker: WorkerArgs,
+        #[command(flatten)]
+        broker: BrokerArgs,
+        #[command(flatten)]
+        plugins: PluginArgs,
+    },
+    /// Everything in one process: the HTTP API and a worker, on the embedded SQLite
+    /// queue unless --broker says otherwise
+    Serve {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        worker: WorkerArgs,
+        #[command(flatten)]
+        broker: BrokerArgs,
+        #[command(flatten)]
+        plugins: PluginArgs,
+    },
+    /// The HTTP API alone, in front of a broker that separate workers consume
+    Api {
+        #[command(flatten)]
+        api: ApiArgs,
         #[command(flatten)]
         broker: BrokerArgs,
         #[command(flatten)]
@@ -158,34 +229,64 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             run_once(&registry.snapshot(), &task, args.as_deref())
         }
         Command::Worker {
-            queues,
-            concurrency,
-            max_deliveries,
-            shutdown_grace_secs,
+            worker,
             broker,
             plugins,
         } => {
             let registry = Arc::new(open_registry(&plugins)?);
-            let mut config = WorkerConfig::new(queues);
-            if let Some(n) = concurrency {
-                config.concurrency = n.max(1);
-            }
-            config.lease = broker.config().lease;
-            config.reclaim_every =
-                (config.lease / 4).clamp(Duration::from_millis(250), Duration::from_secs(5));
-            config.max_lost = max_deliveries.max(1);
-            config.shutdown_grace = Duration::from_secs(shutdown_grace_secs);
-            let runtime = runtime()?;
-            let outcome = runtime.block_on(async {
+            let config = worker.config(&broker);
+            run_async(async move {
                 let broker = broker.connect().await?;
                 Worker::new(broker, registry, config)
                     .run(shutdown_signal())
                     .await;
                 Ok(ExitCode::SUCCESS)
-            });
-            // Threads of runs that ignored their time limit cannot be joined: do not wait.
-            runtime.shutdown_timeout(Duration::from_secs(1));
-            outcome
+            })
+        }
+        Command::Serve {
+            api,
+            worker,
+            broker,
+            plugins,
+        } => {
+            let registry = Arc::new(open_registry(&plugins)?);
+            let worker_config = worker.config(&broker);
+            run_async(async move {
+                let broker = broker.connect().await?;
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    shutdown_signal().await;
+                    let _ = stop.send(true);
+                });
+                let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                let state = AppState::new(Arc::clone(&broker), Arc::clone(&registry), api.config());
+                let worker = tokio::spawn(
+                    Worker::new(broker, registry, worker_config)
+                        .run(until_stopped(stopped.clone())),
+                );
+                api::serve(api.bind, state, until_stopped(stopped))
+                    .await
+                    .with_context(|| format!("cannot serve the API on {}", api.bind))?;
+                worker.await.context("the worker failed")?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Api {
+            api,
+            broker,
+            plugins,
+        } => {
+            let registry = Arc::new(open_registry(&plugins)?);
+            run_async(async move {
+                let broker = broker.connect().await?;
+                let state = AppState::new(broker, registry, api.config());
+                api::serve(api.bind, state, shutdown_signal())
+                    .await
+                    .with_context(|| format!("cannot serve the API on {}", api.bind))?;
+                Ok(ExitCode::SUCCESS)
+            })
         }
         Command::PluginProbe { file } => Ok(ExitCode::from(probe_main(&file) as u8)),
     }
@@ -341,12 +442,19 @@ fn run_once(catalog: &Arc<Catalog>, name: &str, args: Option<&str>) -> anyhow::R
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+/// Runs `main` on a multi-threaded runtime, then leaves without waiting for threads of
+/// runs that ignored their time limit: they cannot be joined.
+fn run_async(
+    main: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
+) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("toolbox")
         .build()
-        .context("cannot start the async runtime")
+        .context("cannot start the async runtime")?;
+    let outcome = runtime.block_on(main);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    outcome
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

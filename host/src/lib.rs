@@ -3,6 +3,7 @@
 //! `main.rs` only parses the command line and calls [`cli`]; everything else is here so
 //! that tests drive the same code the binary runs.
 
+pub mod api;
 pub mod cli;
 pub mod plugins;
 pub mod queue;

@@ -62,6 +62,9 @@ pub trait Broker: Send + Sync + 'static {
     /// The record of a task, `None` if unknown or expired.
     async fn get(&self, id: &str) -> Result<Option<TaskRecord>, BrokerError>;
 
+    /// Recent tasks, newest first, `filter.limit` at most; `next_cursor` continues the list.
+    async fn list(&self, filter: &ListFilter) -> Result<TaskPage, BrokerError>;
+
     /// Depth, delayed, in flight and dead-lettered counts of every known queue.
     async fn queue_stats(&self) -> Result<Vec<QueueStats>, BrokerError>;
 

@@ -17,8 +17,8 @@ use tokio::sync::Notify;
 
 use super::{
     now_ms, Broker, BrokerConfig, BrokerError, Completion, Cycle, Delivery, Enqueued, HistoryEvent,
-    Lease, LeaseStatus, LeaseUpdate, Millis, NewTask, Outcome, Progress, QueueStats, ReclaimReport,
-    RevokeOutcome, TaskRecord, TaskState, WorkerInfo,
+    Lease, LeaseStatus, LeaseUpdate, ListFilter, Millis, NewTask, Outcome, Progress, QueueStats,
+    ReclaimReport, RevokeOutcome, TaskPage, TaskRecord, TaskState, WorkerInfo,
 };
 
 /// How often an idle worker asks whether another process wrote to the file.
@@ -92,7 +92,7 @@ fn db_error(error: sqlx::Error) -> BrokerError {
 }
 
 fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+    d.min(super::MAX_DELAY).as_millis() as i64
 }
 
 async fn data_version(conn: &mut sqlx::SqliteConnection) -> Result<i64, BrokerError> {
@@ -228,8 +228,8 @@ impl Broker for SqliteBroker {
                     .map_err(db_error)?;
             }
             let delay = task.delay.map_or(0, ms);
-            sqlx::query(
-                "INSERT INTO tb_tasks (id, name, queue, args, state, priority, enqueued_at, due_at, eta)
+            let inserted = sqlx::query(
+                "INSERT OR IGNORE INTO tb_tasks (id, name, queue, args, state, priority, enqueued_at, due_at, eta)
                  VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7, $8)",
             )
             .bind(&task.id)
@@ -243,9 +243,11 @@ impl Broker for SqliteBroker {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
+            // The same id again (a client retrying after a timeout) never resets a task.
+            let created = inserted.rows_affected() == 1;
             out.push(Enqueued {
                 id: task.id,
-                created: true,
+                created,
             });
         }
         tx.commit().await.map_err(db_error)?;
@@ -264,16 +266,16 @@ impl Broker for SqliteBroker {
         let ttl = ms(self.config.result_ttl);
         let mut tx = self.begin().await?;
         let mut applied = Vec::with_capacity(completions.len());
-        let mut released = false;
         for completion in &completions {
             let lease = &completion.lease;
-            let current: Option<(Option<String>, i64, i64)> =
-                sqlx::query_as("SELECT lease_token, attempts, lost FROM tb_tasks WHERE id = $1")
-                    .bind(&lease.task_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-            let Some((Some(token), attempt, lost)) = current else {
+            let current: Option<(Option<String>, i64, i64, i64)> = sqlx::query_as(
+                "SELECT lease_token, attempts, lost, revoke FROM tb_tasks WHERE id = $1",
+            )
+            .bind(&lease.task_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            let Some((Some(token), attempt, lost, revoke)) = current else {
                 applied.push(false);
                 continue;
             };
@@ -283,6 +285,11 @@ impl Broker for SqliteBroker {
             }
             let id = lease.task_id.as_str();
             let w = Some(completion.worker.as_str());
+            // A revoke asked for while it ran wins over running it again.
+            let outcome = match &completion.outcome {
+                Outcome::Retry { .. } | Outcome::Release { .. } if revoke == 1 => &Outcome::Revoked,
+                other => other,
+            };
             let finish = |state: &'static str| {
                 sqlx::query(
                     "UPDATE tb_tasks SET state = $2, result = $3, error = $4, finished_at = $5, expires_at = $6,
@@ -291,7 +298,7 @@ impl Broker for SqliteBroker {
                 .bind(id)
                 .bind(state)
             };
-            match &completion.outcome {
+            match outcome {
                 Outcome::Success { result } => {
                     finish("SUCCESS")
                         .bind(result)
@@ -348,7 +355,11 @@ impl Broker for SqliteBroker {
                     .map_err(db_error)?;
                     history(&mut tx, id, now, "retry", attempt, w, Some(error)).await?;
                 }
-                Outcome::Release { reason, max_lost } => {
+                Outcome::Release {
+                    reason,
+                    max_lost,
+                    delay,
+                } => {
                     let lost = lost + 1;
                     if lost >= i64::from(*max_lost) {
                         let why =
@@ -361,18 +372,19 @@ impl Broker for SqliteBroker {
                             .map_err(db_error)?;
                         dead_letter(&mut tx, id, now, attempt, w, &why).await?;
                     } else {
+                        // The delay keeps the task from coming straight back to the
+                        // worker that could not run it.
                         sqlx::query(
-                            "UPDATE tb_tasks SET state = 'PENDING', lost = $2, due_at = $3,
+                            "UPDATE tb_tasks SET state = 'PENDING', lost = $2, due_at = $3, eta = $3,
                                 lease_token = NULL, lease_expires = NULL WHERE id = $1",
                         )
                         .bind(id)
                         .bind(lost)
-                        .bind(now)
+                        .bind(now + ms(*delay))
                         .execute(&mut *tx)
                         .await
                         .map_err(db_error)?;
                         history(&mut tx, id, now, "released", attempt, w, Some(reason)).await?;
-                        released = true;
                     }
                 }
             }
@@ -445,24 +457,32 @@ impl Broker for SqliteBroker {
             };
         }
         tx.commit().await.map_err(db_error)?;
-        if released {
-            self.work.notify_waiters();
-        }
         Ok(Cycle {
             applied,
             deliveries,
-            next_due,
+            next_due_in: next_due.map(|due| Duration::from_millis((due - now).max(0) as u64)),
         })
     }
 
-    async fn wait_for_work(
-        &self,
-        _queues: &[String],
-        timeout: Duration,
-    ) -> Result<(), BrokerError> {
+    async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> Result<(), BrokerError> {
+        let queues = serde_json::to_string(queues).expect("queue names serialize");
         let deadline = tokio::time::Instant::now() + timeout;
         let mut watch = self.watch.lock().await;
+        // Baseline first, then a look for work already there: an enqueue committed
+        // before the baseline is found by the look, one after it changes the version.
         let start = data_version(&mut watch).await?;
+        let ready: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM tb_tasks WHERE state IN ('PENDING', 'RETRY') AND due_at <= $1
+                AND queue IN (SELECT value FROM json_each($2)) LIMIT 1",
+        )
+        .bind(now_ms())
+        .bind(&queues)
+        .fetch_optional(&mut *watch)
+        .await
+        .map_err(db_error)?;
+        if ready.is_some() {
+            return Ok(());
+        }
         loop {
             let notified = tokio::time::timeout(POLL, self.work.notified()).await;
             if notified.is_ok() || tokio::time::Instant::now() >= deadline {
@@ -517,15 +537,15 @@ impl Broker for SqliteBroker {
         let _ = lease;
         let now = now_ms();
         let mut tx = self.begin().await?;
-        let expired: Vec<(String, Option<String>, i64, i64)> = sqlx::query_as(
-            "SELECT id, worker, attempts, lost FROM tb_tasks WHERE state = 'STARTED' AND lease_expires < $1",
+        let expired: Vec<(String, Option<String>, i64, i64, i64)> = sqlx::query_as(
+            "SELECT id, worker, attempts, lost, revoke FROM tb_tasks WHERE state = 'STARTED' AND lease_expires < $1",
         )
         .bind(now)
         .fetch_all(&mut *tx)
         .await
         .map_err(db_error)?;
         let mut report = ReclaimReport::default();
-        for (id, worker, attempt, lost) in expired {
+        for (id, worker, attempt, lost, revoke) in expired {
             let lost = lost + 1;
             let who = worker.as_deref().unwrap_or("?");
             let why = format!("lease expired: worker {who} gave no sign of life");
@@ -539,13 +559,32 @@ impl Broker for SqliteBroker {
                 Some(&why),
             )
             .await?;
-            sqlx::query("UPDATE tb_tasks SET lost = $2, lease_token = NULL, lease_expires = NULL, revoke = 0 WHERE id = $1")
+            sqlx::query("UPDATE tb_tasks SET lost = $2, lease_token = NULL, lease_expires = NULL WHERE id = $1")
                 .bind(&id)
                 .bind(lost)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
-            if lost >= i64::from(max_lost) {
+            if revoke == 1 {
+                // Revoked while it ran: the lost run is not run again.
+                sqlx::query("UPDATE tb_tasks SET state = 'REVOKED', finished_at = $2, expires_at = $3 WHERE id = $1")
+                    .bind(&id)
+                    .bind(now)
+                    .bind(now + ms(self.config.result_ttl))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                history(
+                    &mut tx,
+                    &id,
+                    now,
+                    "revoked",
+                    attempt,
+                    worker.as_deref(),
+                    Some("revoked while its worker was lost"),
+                )
+                .await?;
+            } else if lost >= i64::from(max_lost) {
                 let reason = format!("lost its worker {lost} times; last: {why}");
                 dead_letter(&mut tx, &id, now, attempt, worker.as_deref(), &reason).await?;
                 report.dead_lettered.push(id);
@@ -651,6 +690,34 @@ impl Broker for SqliteBroker {
         .await
         .map_err(db_error)?;
         record_from_row(&row, history).map(Some)
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<TaskPage, BrokerError> {
+        let limit = filter.limit.clamp(1, 500);
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM tb_tasks
+             WHERE (expires_at IS NULL OR expires_at > $1)
+               AND ($2 IS NULL OR name = $2)
+               AND ($3 IS NULL OR state = $3)
+               AND ($4 IS NULL OR id < $4)
+             ORDER BY id DESC LIMIT $5",
+        )
+        .bind(now_ms())
+        .bind(filter.name.as_deref())
+        .bind(filter.state.map(TaskState::as_str))
+        .bind(filter.cursor.as_deref())
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let next_cursor = (ids.len() == limit).then(|| ids[limit - 1].clone());
+        let mut tasks = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(record) = self.get(&id).await? {
+                tasks.push(record);
+            }
+        }
+        Ok(TaskPage { tasks, next_cursor })
     }
 
     async fn queue_stats(&self) -> Result<Vec<QueueStats>, BrokerError> {

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
 
+/// The longest delay the brokers accept (a year): bounds a plugin's `retry_after`, a
+/// countdown, an eta, so that no due time overflows.
+pub const MAX_DELAY: Duration = Duration::from_secs(365 * 24 * 3600);
+
 pub fn now_ms() -> Millis {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -217,11 +221,13 @@ pub enum Outcome {
     },
     /// Stopped by a revoke.
     Revoked,
-    /// Not run: back to the queue for another worker (this one does not know the task,
-    /// or is shutting down); counts against the delivery limit after `max_lost`.
+    /// Not run: back to the queue after `delay` (so that another worker can take it),
+    /// because this worker does not know the task; counts as a lost delivery, and the
+    /// task is dead-lettered after `max_lost`.
     Release {
         reason: String,
         max_lost: u32,
+        delay: Duration,
     },
 }
 
@@ -240,8 +246,9 @@ pub struct Cycle {
     /// taken over, so a newer attempt owns the task).
     pub applied: Vec<bool>,
     pub deliveries: Vec<Delivery>,
-    /// When the next delayed task of the cycle's queues is due.
-    pub next_due: Option<Millis>,
+    /// How long until the next delayed task of the cycle's queues is due, by the
+    /// broker's clock (relative, so that clock skew between machines does not matter).
+    pub next_due_in: Option<Duration>,
 }
 
 /// A lease to renew, with the run's latest progress.
@@ -277,6 +284,22 @@ pub enum RevokeOutcome {
     /// It had already finished.
     AlreadyFinished(TaskState),
     NotFound,
+}
+
+/// What `list` returns: tasks matching all the given fields.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub name: Option<String>,
+    pub state: Option<TaskState>,
+    pub limit: usize,
+    /// From a previous page's `next_cursor`: only tasks older than it.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskPage {
+    pub tasks: Vec<TaskRecord>,
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

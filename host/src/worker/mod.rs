@@ -126,7 +126,7 @@ impl Worker {
 
     /// Runs until `shutdown` completes, then stops claiming, lets runs in flight finish
     /// within the grace period, reports their outcomes and returns.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> WorkerReport {
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> WorkerReport {
         let Self {
             broker,
             registry,
@@ -142,20 +142,24 @@ impl Worker {
         let mut outbox: Vec<Completion> = Vec::new();
         let mut report = WorkerReport::default();
         let mut turn: u64 = 0;
-        let mut next_due: Option<i64> = None;
+        let mut next_due: Option<Instant> = None;
         // Whether the queues may hold work for a free slot: true at start, after a wake-up
         // and after a cycle that filled every slot it asked for.
         let mut hungry = true;
         let mut broker_down_since: Option<Instant> = None;
         let mut retry_pause = Duration::from_millis(50);
-        // Each tick renews every lease in one round trip: that also tells a run it was
-        // revoked within a tick, and keeps leases fresh far inside a third of their length.
-        let mut ticker = tokio::time::interval(TICK.min(config.lease / 3));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let tick = TICK.min(config.lease / 3);
+        let mut last_tick = Instant::now();
         let mut last_reclaim = Instant::now() - config.reclaim_every;
         let mut last_heartbeat = Instant::now() - config.heartbeat_every;
-        tokio::pin!(shutdown);
         let mut stopping: Option<Instant> = None;
+        // Watched from the first moment (a signal handler installs when first polled),
+        // and checked on every turn, busy or not.
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let stop_watcher = tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
 
         // The blocking wait for work runs in a task of its own, started on demand: the
         // loop's other events must not cancel it half-way, or a wake-up token it already
@@ -191,6 +195,32 @@ impl Worker {
         );
 
         loop {
+            if stopping.is_none() && *stop_rx.borrow() {
+                tracing::info!(worker = %config.name, in_flight = running.len(), "shutting down: no new tasks, finishing runs in flight");
+                stopping = Some(Instant::now());
+            }
+            // Each tick renews every lease in one round trip, which also tells a run it
+            // was revoked. It runs here, at the top of every turn, so that a worker busy
+            // with short tasks still renews the lease of its long one.
+            if last_tick.elapsed() >= tick {
+                last_tick = Instant::now();
+                renew(&*broker, &config, &mut running).await;
+                if last_reclaim.elapsed() >= config.reclaim_every {
+                    last_reclaim = Instant::now();
+                    hungry |= reclaim(&*broker, &config).await;
+                }
+                if last_heartbeat.elapsed() >= config.heartbeat_every {
+                    last_heartbeat = Instant::now();
+                    heartbeat(
+                        &*broker,
+                        &config,
+                        started_at,
+                        running.len(),
+                        limits.stuck.load(Ordering::SeqCst),
+                    )
+                    .await;
+                }
+            }
             while let Ok(finished) = done_rx.try_recv() {
                 if let Some(run) = running.remove(&finished.task_id) {
                     outbox.push(Completion {
@@ -205,12 +235,13 @@ impl Worker {
                 if running.is_empty() && outbox.is_empty() {
                     break;
                 }
-                if since.elapsed() > config.shutdown_grace && outbox.is_empty() {
-                    report.abandoned = running.len();
+                if since.elapsed() > config.shutdown_grace {
+                    report.abandoned = running.len() + outbox.len();
                     tracing::warn!(
                         worker = %config.name,
-                        abandoned = running.len(),
-                        "shutdown grace over: runs still in flight are left to other workers once their leases expire"
+                        running = running.len(),
+                        unreported = outbox.len(),
+                        "shutdown grace over: what is still running or unreported is left to other workers once its lease expires"
                     );
                     break;
                 }
@@ -245,7 +276,7 @@ impl Worker {
                                 );
                             }
                         }
-                        next_due = cycle.next_due;
+                        next_due = cycle.next_due_in.map(|d| Instant::now() + d);
                         // Every slot asked for was filled: the queue may hold more.
                         hungry = free > 0 && cycle.deliveries.len() == free;
                         for delivery in cycle.deliveries {
@@ -276,8 +307,7 @@ impl Worker {
                 want_wake.notify_one();
                 waiting_for_work = true;
             }
-            let until_due =
-                next_due.map(|due| Duration::from_millis((due - now_ms()).max(1) as u64));
+            let until_due = next_due.map(|due| due.saturating_duration_since(Instant::now()));
             tokio::select! {
                 finished = done_rx.recv() => {
                     if let Some(finished) = finished {
@@ -294,24 +324,12 @@ impl Worker {
                     hungry = true;
                     next_due = None;
                 }
-                _ = ticker.tick() => {
-                    renew(&*broker, &config, &mut running).await;
-                    if last_reclaim.elapsed() >= config.reclaim_every {
-                        last_reclaim = Instant::now();
-                        hungry |= reclaim(&*broker, &config).await;
-                    }
-                    if last_heartbeat.elapsed() >= config.heartbeat_every {
-                        last_heartbeat = Instant::now();
-                        heartbeat(&*broker, &config, started_at, running.len(), limits.stuck.load(Ordering::SeqCst)).await;
-                    }
-                }
-                () = &mut shutdown, if stopping.is_none() => {
-                    tracing::info!(worker = %config.name, in_flight = running.len(), "shutting down: no new tasks, finishing runs in flight");
-                    stopping = Some(Instant::now());
-                }
+                () = tokio::time::sleep(tick.saturating_sub(last_tick.elapsed())) => {}
+                _ = stop_rx.changed(), if stopping.is_none() => {}
             }
         }
         waker.abort();
+        stop_watcher.abort();
         tracing::info!(worker = %config.name, completed = report.completed, "worker stopped");
         report
     }
@@ -353,6 +371,9 @@ fn start(
             outcome: Outcome::Release {
                 reason: format!("worker {} has no task {}", config.name, delivery.name),
                 max_lost: config.max_lost,
+                // Growing with each release, so that a worker that knows the task
+                // (a rolling deploy, a plugin being reloaded) gets a chance at it.
+                delay: Duration::from_secs(u64::from(delivery.lost) + 1),
             },
             lease: delivery.lease,
         });

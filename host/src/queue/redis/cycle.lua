@@ -2,7 +2,8 @@
 -- ARGV: prefix, worker, want, result ttl (ms), completion count,
 --   6 per completion: id, lease token (stream entry id), stream, kind, payload, extra
 --   then the queues to claim from, in order.
--- Returns {applied (1/0 per completion), deliveries, next due (ms) or false}.
+-- Returns {applied (1/0 per completion), deliveries, ms until the next delayed task is due
+-- or false}.
 local worker = ARGV[2]
 local want = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[4])
@@ -15,14 +16,16 @@ for c = 0, n - 1 do
   local id, token, stream, kind, payload, extra =
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local tk = task_key(id)
-  local f = redis.call('HMGET', tk, 'lease', 'attempts', 'queue', 'priority')
+  local f = redis.call('HMGET', tk, 'lease', 'attempts', 'queue', 'priority', 'revoke')
   -- Fencing: only the current lease may complete the task. A stale holder (its lease
   -- expired and the task was handed to another worker) changes nothing.
-  if f[1] == token then
+  if f[1] == token and f[3] then
     local attempt, queue = f[2], f[3]
     redis.call('XACK', stream, GROUP, token)
     redis.call('XDEL', stream, token)
     redis.call('HDEL', tk, 'lease', 'revoke')
+    -- A revoke asked for while it ran wins over running it again.
+    if f[5] == '1' and (kind == 'retry' or kind == 'release') then kind = 'revoked' end
     if kind == 'success' then
       redis.call('HSET', tk, 'state', 'SUCCESS', 'result', payload, 'finished_at', now)
       history(id, now, 'succeeded', attempt, worker, nil)
@@ -42,14 +45,18 @@ for c = 0, n - 1 do
       history(id, now, 'revoked', attempt, worker, 'stopped while running')
       expire_record(id, ttl)
     elseif kind == 'release' then
+      -- extra is 'max_lost:delay_ms'; the delay keeps the task from coming straight
+      -- back to the worker that could not run it.
+      local sep = string.find(extra, ':')
+      local max_lost, delay = tonumber(string.sub(extra, 1, sep - 1)), tonumber(string.sub(extra, sep + 1))
       local lost = redis.call('HINCRBY', tk, 'lost', 1)
-      if lost >= tonumber(extra) then
+      if lost >= max_lost then
         dead_letter(id, queue, now, attempt, worker,
           'delivered ' .. lost .. ' times without running; last time: ' .. payload)
       else
-        redis.call('HSET', tk, 'state', 'PENDING')
+        redis.call('HSET', tk, 'state', 'PENDING', 'eta', now + delay)
         history(id, now, 'released', attempt, worker, payload)
-        push_ready(id, queue, tonumber(f[4]))
+        redis.call('ZADD', delayed_key(queue), now + delay, id)
       end
     end
     applied[#applied + 1] = 1
@@ -75,7 +82,7 @@ for _, q in ipairs(queues) do
   local first = redis.call('ZRANGE', dk, 0, 0, 'WITHSCORES')
   if first[2] then
     local d = tonumber(first[2])
-    if not next_due or d < next_due then next_due = d end
+    if not next_due or d - now < next_due then next_due = math.max(d - now, 0) end
   end
 end
 
@@ -95,8 +102,9 @@ for _, q in ipairs(queues) do
       for _, entry in ipairs(res[1][2]) do
         local eid, id = entry[1], entry[2][2]
         local tk = task_key(id)
-        local state = redis.call('HGET', tk, 'state')
-        if state == 'PENDING' or state == 'RETRY' then
+        local f = redis.call('HMGET', tk, 'state', 'name')
+        local state = f[1]
+        if (state == 'PENDING' or state == 'RETRY') and f[2] then
           local attempt = redis.call('HINCRBY', tk, 'attempts', 1)
           redis.call('HSET', tk, 'state', 'STARTED', 'lease', eid, 'worker', worker, 'started_at', now)
           redis.call('HDEL', tk, 'eta')

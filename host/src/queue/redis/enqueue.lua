@@ -14,11 +14,16 @@ for i = 3, #ARGV, 7 do
       redis.call('SET', idempotency_key(idem), id, 'PX', idem_ttl)
     end
   end
+  if not existing and redis.call('EXISTS', task_key(id)) == 1 then
+    -- The same id again (a client retrying after a timeout): never reset a task.
+    existing = id
+  end
   if existing then
     out[#out + 1] = existing
     out[#out + 1] = 0
   else
     local tk = task_key(id)
+    redis.call('ZADD', RECENT, 0, id)
     redis.call('HSET', tk, 'id', id, 'name', name, 'queue', queue, 'args', args,
       'priority', priority, 'state', 'PENDING', 'enqueued_at', now,
       'attempts', 0, 'retries', 0, 'lost', 0)
@@ -32,5 +37,9 @@ for i = 3, #ARGV, 7 do
     out[#out + 1] = id
     out[#out + 1] = 1
   end
+end
+-- The listing index keeps the newest 100,000 ids; older records are still readable by id.
+if redis.call('ZCARD', RECENT) > 101000 then
+  redis.call('ZREMRANGEBYRANK', RECENT, 0, -100001)
 end
 return out

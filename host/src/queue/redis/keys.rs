@@ -14,6 +14,7 @@
 //! | `{p}:s:<queue>` | list | wake-up tokens for idle workers |
 //! | `{p}:i:<key>` | string | idempotency key → first task id |
 //! | `{p}:queues` | set | every queue ever used |
+//! | `{p}:recent` | sorted set | task ids (UUID v7, so lexical order is time order), all scored 0, for listing |
 //! | `{p}:workers` | sorted set | worker names by last heartbeat |
 //! | `{p}:w:<name>` | string | a worker's heartbeat (JSON), expiring |
 
@@ -67,6 +68,10 @@ impl Keys {
         format!("{}:queues", self.root)
     }
 
+    pub fn recent(&self) -> String {
+        format!("{}:recent", self.root)
+    }
+
     pub fn workers(&self) -> String {
         format!("{}:workers", self.root)
     }
@@ -85,6 +90,7 @@ local P = ARGV[1]
 local GROUP = '{GROUP}'
 local BANDS = {{{bands}}}
 local QUEUES = P .. ':queues'
+local RECENT = P .. ':recent'
 local function task_key(id) return P .. ':t:' .. id end
 local function history_key(id) return P .. ':h:' .. id end
 local function stream_key(queue, band) return P .. ':q:' .. queue .. ':' .. band end

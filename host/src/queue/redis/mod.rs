@@ -16,8 +16,8 @@ use redis::{aio::ConnectionManager, AsyncCommands, Script, Value};
 use self::keys::{Keys, BANDS, GROUP};
 use super::{
     now_ms, Broker, BrokerConfig, BrokerError, Completion, Cycle, Delivery, Enqueued, HistoryEvent,
-    Lease, LeaseStatus, LeaseUpdate, Millis, NewTask, Outcome, Progress, QueueStats, ReclaimReport,
-    RevokeOutcome, TaskRecord, TaskState, WorkerInfo,
+    Lease, LeaseStatus, LeaseUpdate, ListFilter, Millis, NewTask, Outcome, Progress, QueueStats,
+    ReclaimReport, RevokeOutcome, TaskPage, TaskRecord, TaskState, WorkerInfo,
 };
 
 /// The oldest Redis this broker works with.
@@ -148,7 +148,7 @@ fn unavailable(error: redis::RedisError) -> BrokerError {
 }
 
 fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    d.min(super::MAX_DELAY).as_millis() as u64
 }
 
 #[async_trait::async_trait]
@@ -202,12 +202,16 @@ impl Broker for RedisBroker {
             .arg(millis(self.config.result_ttl))
             .arg(completions.len());
         for completion in &completions {
-            let (kind, payload, extra): (&str, &str, u64) = match &completion.outcome {
-                Outcome::Success { result } => ("success", result, 0),
-                Outcome::Failure { error } => ("failure", error, 0),
-                Outcome::Retry { error, delay } => ("retry", error, millis(*delay)),
-                Outcome::Revoked => ("revoked", "", 0),
-                Outcome::Release { reason, max_lost } => ("release", reason, u64::from(*max_lost)),
+            let (kind, payload, extra): (&str, &str, String) = match &completion.outcome {
+                Outcome::Success { result } => ("success", result, String::new()),
+                Outcome::Failure { error } => ("failure", error, String::new()),
+                Outcome::Retry { error, delay } => ("retry", error, millis(*delay).to_string()),
+                Outcome::Revoked => ("revoked", "", String::new()),
+                Outcome::Release {
+                    reason,
+                    max_lost,
+                    delay,
+                } => ("release", reason, format!("{max_lost}:{}", millis(*delay))),
             };
             let lease = &completion.lease;
             call.arg(&lease.task_id)
@@ -235,31 +239,20 @@ impl Broker for RedisBroker {
             .collect::<Result<_, _>>()?;
         let deliveries = array(delivered)?
             .iter()
-            .map(|entry| {
-                let f = array(entry)?;
-                if f.len() != 10 {
-                    return Err(BrokerError::Corrupt(format!("delivery {f:?}")));
+            .filter_map(|entry| {
+                let delivery = decode_delivery(entry);
+                if let Err(error) = &delivery {
+                    // Its lease expires and another attempt gets it: better than failing
+                    // every other delivery of the batch.
+                    tracing::error!(%error, "undecodable delivery left to expire");
                 }
-                Ok(Delivery {
-                    lease: Lease {
-                        token: string(&f[0])?,
-                        slot: string(&f[1])?,
-                        task_id: string(&f[2])?,
-                    },
-                    name: string(&f[3])?,
-                    queue: string(&f[4])?,
-                    args: string(&f[5])?,
-                    attempt: int(&f[6])? as u32,
-                    retries: opt_int(&f[7])?.unwrap_or(0) as u32,
-                    lost: opt_int(&f[8])?.unwrap_or(0) as u32,
-                    enqueued_at: opt_int(&f[9])?.unwrap_or(0),
-                })
+                delivery.ok()
             })
-            .collect::<Result<_, _>>()?;
+            .collect();
         Ok(Cycle {
             applied,
             deliveries,
-            next_due: opt_int(next_due)?,
+            next_due_in: opt_int(next_due)?.map(|ms| Duration::from_millis(ms.max(0) as u64)),
         })
     }
 
@@ -316,6 +309,7 @@ impl Broker for RedisBroker {
             .arg(self.keys.root())
             .arg(millis(lease))
             .arg(max_lost)
+            .arg(millis(self.config.result_ttl))
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
@@ -357,6 +351,62 @@ impl Broker for RedisBroker {
             return Ok(None);
         }
         record_from_hash(id, fields, &history).map(Some)
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<TaskPage, BrokerError> {
+        let mut conn = self.conn();
+        let limit = filter.limit.clamp(1, 500);
+        let mut page = TaskPage::default();
+        let mut upper = match &filter.cursor {
+            Some(cursor) => format!("({cursor}"),
+            None => "+".to_owned(),
+        };
+        // Filters are applied to the records read: look at a bounded number of them.
+        for _ in 0..20 {
+            let ids: Vec<String> = redis::cmd("ZREVRANGEBYLEX")
+                .arg(self.keys.recent())
+                .arg(&upper)
+                .arg("-")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit * 2)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            let Some(last) = ids.last() else {
+                return Ok(page);
+            };
+            upper = format!("({last}");
+            let exhausted = ids.len() < limit * 2;
+            let mut expired = Vec::new();
+            for id in ids {
+                match self.get(&id).await? {
+                    None => expired.push(id),
+                    Some(record) => {
+                        let name_ok = filter.name.as_ref().is_none_or(|n| *n == record.name);
+                        let state_ok = filter.state.is_none_or(|s| s == record.state);
+                        if name_ok && state_ok {
+                            page.tasks.push(record);
+                            if page.tasks.len() == limit {
+                                page.next_cursor = Some(id);
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            if !expired.is_empty() {
+                let _: () = conn
+                    .zrem(self.keys.recent(), expired)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            if page.tasks.len() == limit || exhausted {
+                return Ok(page);
+            }
+        }
+        page.next_cursor = upper.strip_prefix('(').map(str::to_owned);
+        Ok(page)
     }
 
     async fn queue_stats(&self) -> Result<Vec<QueueStats>, BrokerError> {
@@ -483,6 +533,27 @@ impl Broker for RedisBroker {
             .map_err(unavailable)?;
         Ok(())
     }
+}
+
+fn decode_delivery(entry: &Value) -> Result<Delivery, BrokerError> {
+    let f = array(entry)?;
+    if f.len() != 10 {
+        return Err(BrokerError::Corrupt(format!("delivery {f:?}")));
+    }
+    Ok(Delivery {
+        lease: Lease {
+            token: string(&f[0])?,
+            slot: string(&f[1])?,
+            task_id: string(&f[2])?,
+        },
+        name: string(&f[3])?,
+        queue: string(&f[4])?,
+        args: string(&f[5])?,
+        attempt: int(&f[6])? as u32,
+        retries: opt_int(&f[7])?.unwrap_or(0) as u32,
+        lost: opt_int(&f[8])?.unwrap_or(0) as u32,
+        enqueued_at: opt_int(&f[9])?.unwrap_or(0),
+    })
 }
 
 fn record_from_hash(

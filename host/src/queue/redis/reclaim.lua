@@ -1,5 +1,6 @@
 -- Puts back the tasks whose lease expired: their worker stopped renewing it (died, or
--- lost Redis for longer than the lease). ARGV: prefix, lease (ms), max lost deliveries.
+-- lost Redis for longer than the lease). ARGV: prefix, lease (ms), max lost deliveries,
+-- result ttl (ms).
 -- Returns {requeued ids, dead-lettered ids}.
 local lease = tonumber(ARGV[2])
 local max_lost = tonumber(ARGV[3])
@@ -18,7 +19,7 @@ for _, q in ipairs(redis.call('SMEMBERS', QUEUES)) do
         if entry and entry[2] then
           local eid, id = entry[1], entry[2][2]
           local tk = task_key(id)
-          local f = redis.call('HMGET', tk, 'lease', 'worker', 'attempts', 'priority')
+          local f = redis.call('HMGET', tk, 'lease', 'worker', 'attempts', 'priority', 'revoke')
           redis.call('XACK', sk, GROUP, eid)
           redis.call('XDEL', sk, eid)
           if f[1] == eid then
@@ -26,7 +27,12 @@ for _, q in ipairs(redis.call('SMEMBERS', QUEUES)) do
             local lost = redis.call('HINCRBY', tk, 'lost', 1)
             local why = 'lease expired: worker ' .. (f[2] or '?') .. ' gave no sign of life for ' .. lease .. ' ms'
             history(id, now, 'lease_expired', f[3], f[2], why)
-            if lost >= max_lost then
+            if f[5] == '1' then
+              -- Revoked while it ran: the lost run is not run again.
+              redis.call('HSET', tk, 'state', 'REVOKED', 'finished_at', now)
+              history(id, now, 'revoked', f[3], f[2], 'revoked while its worker was lost')
+              expire_record(id, tonumber(ARGV[4]))
+            elseif lost >= max_lost then
               dead_letter(id, q, now, f[3], f[2], 'lost its worker ' .. lost .. ' times; last: ' .. why)
               dead[#dead + 1] = id
             else
