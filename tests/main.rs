@@ -1,6 +1,7 @@
 //! Integration tests: real plugin builds loaded through the real loader, and the real
 //! `toolbox` binary. `support` builds what they need once per test process.
 
+mod api;
 mod cli;
 mod conformance;
 mod faults;

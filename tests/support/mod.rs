@@ -6,6 +6,7 @@
 //! parallel test processes, and an up-to-date build costs a fraction of a second).
 
 pub mod brokers;
+pub mod http;
 pub mod processes;
 
 use std::{

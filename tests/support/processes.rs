@@ -151,6 +151,15 @@ impl PrivateRedis {
         self.spawn();
     }
 
+    /// Stops the server until [`PrivateRedis::start_again`].
+    pub fn stop_for_test(&mut self) {
+        self.stop();
+    }
+
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -162,5 +171,90 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A `toolbox serve` (or `toolbox api`) process on a free port; killed when dropped.
+pub struct ServerProcess {
+    pub base: String,
+    child: Child,
+    log: PathBuf,
+    _logs: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    /// Starts `toolbox <command> --bind 127.0.0.1:<free port> --plugins <plugins>` with
+    /// `extra` flags and waits until `/health` answers.
+    pub fn start(command: &str, plugins: &Path, extra: &[&str]) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let logs = tempfile::tempdir().expect("temp dir");
+        let log = logs.path().join("server.log");
+        let child = Command::new(&artifacts().toolbox)
+            .arg(command)
+            .args(["--bind", &format!("127.0.0.1:{port}"), "--plugins"])
+            .arg(plugins)
+            .args(extra)
+            .current_dir(logs.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("toolbox starts");
+        let mut server = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            child,
+            log,
+            _logs: logs,
+        };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!(
+                    "toolbox {command} exited with {status}:\n{}",
+                    server.log_tail()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "toolbox {command} did not listen:\n{}",
+                server.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -149,7 +149,7 @@ impl Worker {
         let mut broker_down_since: Option<Instant> = None;
         let mut retry_pause = Duration::from_millis(50);
         let tick = TICK.min(config.lease / 3);
-        let mut last_tick = Instant::now();
+        let mut last_tick = Instant::now() - tick;
         let mut last_reclaim = Instant::now() - config.reclaim_every;
         let mut last_heartbeat = Instant::now() - config.heartbeat_every;
         let mut stopping: Option<Instant> = None;
