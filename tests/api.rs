@@ -259,7 +259,7 @@ fn client_errors() {
     for query in [
         "priority=12",
         "countdown=-1",
-        "countdown=1&eta=2030-01-01T00:00:00Z",
+        "countdown=1&eta=soon",
         "eta=tomorrow",
         "queue=no%20spaces",
         "colour=blue",
@@ -301,6 +301,7 @@ fn client_errors() {
         422,
         "invalid_query",
     );
+    assert_error(&get(&server.url("/tasks?state=")), 422, "invalid_query");
     assert_error(&get(&server.url("/tasks?limit=0")), 422, "invalid_query");
     assert!(server.alive());
     assert!(

@@ -43,13 +43,13 @@ fn execute_operation(
     operation_id: &str,
     summary: &str,
     description: &str,
-    args_schema: Value,
+    args_schema: Option<Value>,
     task_param: bool,
 ) -> Value {
     let mut parameters = vec![
         json!({"name": "queue", "in": "query", "required": false, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}, "description": "Queue to send the task to instead of its own"}),
         json!({"name": "countdown", "in": "query", "required": false, "schema": {"type": "number", "minimum": 0, "maximum": 31536000}, "description": "Seconds before the task may start"}),
-        json!({"name": "eta", "in": "query", "required": false, "schema": {"type": "string", "format": "date-time"}, "description": "Time before which the task may not start (not with countdown)"}),
+        json!({"name": "eta", "in": "query", "required": false, "schema": {"type": "string", "format": "date-time"}, "description": "Time before which the task may not start; wins over countdown when both are given"}),
         json!({"name": "priority", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "maximum": 9}, "description": "0 lowest to 9 highest; default 5"}),
         json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "minLength": 1, "maxLength": 200}, "description": "A retried request with the same key returns the first task id"}),
     ];
@@ -73,7 +73,12 @@ fn execute_operation(
         "description": description,
         "tags": ["tasks"],
         "parameters": parameters,
-        "requestBody": {"required": false, "content": {"application/json": {"schema": args_schema}}},
+        // A task that declares a schema needs a body that matches it; one that does not takes
+        // any JSON, or none.
+        "requestBody": {
+            "required": args_schema.is_some(),
+            "content": {"application/json": {"schema": args_schema.unwrap_or(json!({}))}}
+        },
         "responses": responses,
     })
 }
@@ -98,7 +103,7 @@ pub async fn document(State(state): State<AppState>) -> Json<Value> {
                 def.name,
                 task.plugin.module_label()
             ),
-            def.args_schema.clone().unwrap_or(json!({})),
+            def.args_schema.clone(),
             false,
         );
         paths.insert(def.endpoint(), json!({"post": operation}));
@@ -111,7 +116,7 @@ pub async fn document(State(state): State<AppState>) -> Json<Value> {
         json!([{"name": "task_id", "in": "path", "required": true, "schema": {"type": "string"}}]);
     paths.insert(
         "/tasks/execute/{task}".into(),
-        json!({"post": execute_operation("execute_task", "Enqueue any task by name", "Enqueue the task named in the path; the JSON body is its arguments.", json!({}), true)}),
+        json!({"post": execute_operation("execute_task", "Enqueue any task by name", "Enqueue the task named in the path; the JSON body is its arguments.", None, true)}),
     );
     paths.insert("/tasks/status/{task_id}".into(), json!({"get": {
         "operationId": "task_status", "summary": "State of one task", "tags": ["tasks"], "parameters": id_param,

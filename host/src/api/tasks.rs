@@ -132,23 +132,17 @@ fn check_queue_name(queue: &str) -> Result<(), ApiError> {
 }
 
 fn delay(countdown: Option<f64>, eta: Option<&str>) -> Result<Option<Duration>, ApiError> {
-    match (countdown, eta) {
-        (Some(_), Some(_)) => Err(ApiError::unprocessable(
-            "invalid_option",
-            "give countdown or eta, not both",
-        )),
-        (Some(seconds), None) => {
-            if !seconds.is_finite() || !(0.0..=365.0 * 86400.0).contains(&seconds) {
-                return Err(ApiError::unprocessable(
-                    "invalid_option",
-                    format!(
-                        "countdown {seconds} is not a number of seconds between 0 and one year"
-                    ),
-                ));
-            }
-            Ok(Some(Duration::from_secs_f64(seconds)))
+    if let Some(seconds) = countdown {
+        if !seconds.is_finite() || !(0.0..=365.0 * 86400.0).contains(&seconds) {
+            return Err(ApiError::unprocessable(
+                "invalid_option",
+                format!("countdown {seconds} is not a number of seconds between 0 and one year"),
+            ));
         }
-        (None, Some(eta)) => {
+    }
+    // As in Celery: an eta, when given too, is what counts.
+    match (countdown, eta) {
+        (_, Some(eta)) => {
             let at: jiff::Timestamp = eta.parse().map_err(|e| {
                 ApiError::unprocessable(
                     "invalid_option",
@@ -158,6 +152,7 @@ fn delay(countdown: Option<f64>, eta: Option<&str>) -> Result<Option<Duration>, 
             let from_now = at.duration_since(jiff::Timestamp::now());
             Ok(Some(Duration::try_from(from_now).unwrap_or(Duration::ZERO)))
         }
+        (Some(seconds), None) => Ok(Some(Duration::from_secs_f64(seconds))),
         (None, None) => Ok(None),
     }
 }
@@ -232,7 +227,7 @@ pub async fn list(
     let Query(query) =
         query.map_err(|e| ApiError::unprocessable("invalid_query", e.body_text()))?;
     let state_filter = match query.state.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(text) => Some(TaskState::parse(&text.to_ascii_uppercase()).ok_or_else(|| {
             ApiError::unprocessable(
                 "invalid_query",

@@ -416,6 +416,10 @@ impl Broker for RedisBroker {
             .await
             .map_err(unavailable)?;
         queues.sort();
+        if queues.is_empty() {
+            // An empty pipeline is an error to the client, not an empty answer.
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for queue in &queues {
             for band in BANDS {
