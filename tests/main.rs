@@ -6,4 +6,5 @@ mod cli;
 mod conformance;
 mod faults;
 mod loader;
+mod reload;
 mod support;

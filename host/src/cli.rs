@@ -18,7 +18,8 @@ use serde_json::{json, Value};
 use crate::{
     api::{self, ApiConfig, AppState},
     plugins::{
-        probe_main, Catalog, LoaderConfig, PluginRegistry, RunContext, TaskFailure, TaskHandle,
+        self, probe_main, Catalog, LoaderConfig, PluginRegistry, PluginWatch, RunContext,
+        TaskFailure, TaskHandle,
     },
     queue::{self, Broker, BrokerConfig},
     worker::{Worker, WorkerConfig},
@@ -233,7 +234,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             broker,
             plugins,
         } => {
-            let registry = Arc::new(open_registry(&plugins)?);
+            let (registry, _watch) = open_watched_registry(&plugins)?;
             let config = worker.config(&broker);
             run_async(async move {
                 let broker = broker.connect().await?;
@@ -249,7 +250,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             broker,
             plugins,
         } => {
-            let registry = Arc::new(open_registry(&plugins)?);
+            let (registry, _watch) = open_watched_registry(&plugins)?;
             let worker_config = worker.config(&broker);
             run_async(async move {
                 let broker = broker.connect().await?;
@@ -278,7 +279,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             broker,
             plugins,
         } => {
-            let registry = Arc::new(open_registry(&plugins)?);
+            let (registry, _watch) = open_watched_registry(&plugins)?;
             run_async(async move {
                 let broker = broker.connect().await?;
                 let state = AppState::new(broker, registry, api.config());
@@ -298,6 +299,21 @@ pub fn default_plugins_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find the toolbox binary's own path")?;
     Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
 }
+
+/// The registry of a long-running process, hot-reloaded from its folder.
+fn open_watched_registry(args: &PluginArgs) -> anyhow::Result<(Arc<PluginRegistry>, PluginWatch)> {
+    let registry = Arc::new(open_registry(args)?);
+    let watch = plugins::watch(Arc::clone(&registry), WATCH_DEBOUNCE).with_context(|| {
+        format!(
+            "cannot watch the plugins folder {}",
+            registry.dir().display()
+        )
+    })?;
+    Ok((registry, watch))
+}
+
+/// Quiet time after the last change in the plugins folder before it is rescanned.
+const WATCH_DEBOUNCE: Duration = Duration::from_millis(100);
 
 fn open_registry(args: &PluginArgs) -> anyhow::Result<PluginRegistry> {
     let dir = match &args.plugins {

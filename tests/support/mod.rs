@@ -29,6 +29,9 @@ pub struct Artifacts {
     pub not_a_plugin: PathBuf,
     /// A library whose initialiser aborts the process that loads it.
     pub crash_on_load: PathBuf,
+    /// Two builds of one plugin (`fixture.version`, `fixture.wait`) answering "v1" / "v2".
+    pub reload_v1: PathBuf,
+    pub reload_v2: PathBuf,
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -71,14 +74,24 @@ pub fn artifacts() -> &'static Artifacts {
             "--target-dir",
             fixtures_target.to_str().expect("utf-8 target dir"),
         ]);
+        let reload_target = target.join("reload-fixtures");
+        cargo_build(&[
+            "--manifest-path",
+            "tests/reload-fixtures/Cargo.toml",
+            "--target-dir",
+            reload_target.to_str().expect("utf-8 target dir"),
+        ]);
         let debug = target.join("debug");
         let fixtures = fixtures_target.join("debug");
+        let reload = reload_target.join("debug");
         Artifacts {
             toolbox: debug.join("toolbox"),
             demo: debug.join("libtoolbox_demo.so"),
             incompatible: fixtures.join("libfixture_incompatible.so"),
             not_a_plugin: fixtures.join("libfixture_not_a_plugin.so"),
             crash_on_load: fixtures.join("libfixture_crash_on_load.so"),
+            reload_v1: reload.join("libfixture_reload_v1.so"),
+            reload_v2: reload.join("libfixture_reload_v2.so"),
         }
     })
 }

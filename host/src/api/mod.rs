@@ -8,6 +8,7 @@ mod error;
 mod middleware;
 mod openapi;
 mod ops;
+mod plugins;
 mod tasks;
 
 use std::{
@@ -131,6 +132,8 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks/revoke/{task_id}", post(tasks::revoke))
         .route("/tasks/available", get(tasks::available))
         .route("/tasks", get(tasks::list))
+        .route("/plugins", get(plugins::list))
+        .route("/plugins/reload", post(plugins::reload))
         .route("/queues", get(ops::queues))
         .route("/workers", get(ops::workers))
         .route("/health", get(ops::health))

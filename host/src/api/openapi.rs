@@ -140,6 +140,14 @@ pub async fn document(State(state): State<AppState>) -> Json<Value> {
         ],
         "responses": with(Map::from_iter([("200".to_owned(), ok("A page of tasks", "TaskListResponse"))]), &["401", "403", "422", "503"]),
     }}));
+    paths.insert("/plugins".into(), json!({"get": {
+        "operationId": "plugins", "summary": "Loaded plugin libraries and refused files", "tags": ["plugins"],
+        "responses": with(Map::from_iter([("200".to_owned(), ok("The plugins", "PluginsResponse"))]), &["401", "403"]),
+    }}));
+    paths.insert("/plugins/reload".into(), json!({"post": {
+        "operationId": "reload_plugins", "summary": "Rescan the plugins folder now", "tags": ["plugins"],
+        "responses": with(Map::from_iter([("200".to_owned(), ok("The plugins after the rescan", "PluginsResponse"))]), &["401", "403"]),
+    }}));
     paths.insert("/queues".into(), json!({"get": {
         "operationId": "queues", "summary": "Depth, delayed, in flight and dead-lettered per queue", "tags": ["operations"],
         "responses": with(Map::from_iter([("200".to_owned(), ok("The queues", "QueuesResponse"))]), &["401", "403", "503"]),
@@ -240,6 +248,14 @@ fn schemas() -> Value {
             "type": "object", "required": ["workers"],
             "properties": {"workers": {"type": "array", "items": {"type": "object", "required": ["name", "queues", "concurrency", "in_flight", "last_seen"]}}}
         },
-        "Readiness": {"type": "object", "required": ["status", "broker"]}
+        "Readiness": {"type": "object", "required": ["status", "broker"]},
+        "PluginsResponse": {
+            "type": "object", "required": ["plugins", "refused", "libraries_mapped"],
+            "properties": {
+                "plugins": {"type": "array", "items": {"type": "object", "required": ["file", "name", "version", "sha256", "tasks", "loaded_at"]}},
+                "refused": {"type": "array", "items": {"type": "object", "required": ["file", "code", "message"]}},
+                "libraries_mapped": {"type": "integer", "minimum": 0}
+            }
+        }
     })
 }

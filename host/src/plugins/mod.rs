@@ -12,6 +12,7 @@ pub mod names;
 mod probe;
 mod registry;
 mod run;
+mod watcher;
 
 pub use catalog::{Catalog, TaskDef, TaskHandle};
 pub use elf::ElfError;
@@ -20,3 +21,4 @@ pub use loader::{LoadedPlugin, LoaderConfig, PluginLoader};
 pub use probe::probe_main;
 pub use registry::PluginRegistry;
 pub use run::{CancelFlag, RunContext, RunObserver, TaskFailure, TracingObserver};
+pub use watcher::{watch, PluginWatch};

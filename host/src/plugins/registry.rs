@@ -17,10 +17,15 @@ use super::{
     Catalog, LoadError, LoadedPlugin, LoaderConfig, PluginLoader,
 };
 
+/// Past this many mapped libraries (and every this many more) the registry warns.
+const MAPPED_WARNING: usize = 100;
+
 pub struct PluginRegistry {
     dir: PathBuf,
     loader: PluginLoader,
     current: RwLock<Arc<Catalog>>,
+    rescanning: Mutex<()>,
+    mapped: AtomicUsize,
 }
 
 impl PluginRegistry {
@@ -31,6 +36,8 @@ impl PluginRegistry {
             dir: dir.into(),
             loader: PluginLoader::new(config)?,
             current: RwLock::new(Arc::new(Catalog::default())),
+            rescanning: Mutex::new(()),
+            mapped: AtomicUsize::new(0),
         };
         registry.rescan();
         Ok(registry)
@@ -49,6 +56,9 @@ impl PluginRegistry {
     /// change keeps its loaded library; a changed file is loaded anew; a file that fails
     /// to load now keeps serving its previous version, and the failure is reported.
     pub fn rescan(&self) -> Arc<Catalog> {
+        // One rescan at a time (the watcher, `POST /plugins/reload`): two at once would
+        // race to swap in catalogs built from different views of the folder.
+        let _one_at_a_time = self.rescanning.lock().expect("rescan lock poisoned");
         let previous = self.snapshot();
         let mut plugins: Vec<Arc<LoadedPlugin>> = Vec::new();
         let mut refused: Vec<LoadError> = Vec::new();
@@ -80,8 +90,21 @@ impl PluginRegistry {
         for error in catalog.refused().iter().filter(|e| e.task().is_some()) {
             tracing::warn!(file = %error.file().display(), code = error.code(), %error, "task refused");
         }
+        for gone in previous
+            .plugins()
+            .iter()
+            .filter(|p| catalog.plugin_for(&p.file).is_none())
+        {
+            tracing::info!(file = %gone.file.display(), plugin = %gone.name, tasks = gone.tasks.len(), "plugin unloaded: its file is gone");
+        }
         *self.current.write().expect("registry lock poisoned") = Arc::clone(&catalog);
         catalog
+    }
+
+    /// How many distinct libraries this process has mapped: each reload adds one, and
+    /// none is ever unmapped.
+    pub fn libraries_mapped(&self) -> usize {
+        self.mapped.load(Ordering::Relaxed)
     }
 
     fn load_if_changed(
@@ -95,14 +118,23 @@ impl PluginRegistry {
             return Ok(Arc::clone(old));
         }
         let plugin = self.loader.load_bytes(file, &bytes, sha256)?;
+        let mapped = self.mapped.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::info!(
             file = %file.display(),
             plugin = %plugin.name,
             version = %plugin.version,
             sha256 = %&plugin.sha256[..16],
             tasks = plugin.tasks.len(),
-            "plugin loaded"
+            "{}",
+            if old.is_some() { "plugin reloaded" } else { "plugin loaded" }
         );
+        if mapped > MAPPED_WARNING && mapped % MAPPED_WARNING == 1 {
+            tracing::warn!(
+                libraries = mapped,
+                "{mapped} plugin libraries are mapped in this process (none is ever unloaded; each reload adds \
+                 one, several MB of address space each): restart the process to release them"
+            );
+        }
         Ok(Arc::new(plugin))
     }
 }
