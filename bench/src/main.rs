@@ -6,10 +6,13 @@
 //! target/release/toolbox-bench plugins
 //! target/release/toolbox-bench queue --broker redis://127.0.0.1:6379/0
 //! target/release/toolbox-bench queue --broker sqlite:///tmp/toolbox-bench.sqlite
+//! cargo build --release --manifest-path tests/reload-fixtures/Cargo.toml --target-dir target/reload-fixtures
+//! target/release/toolbox-bench reload
 //! ```
 
 mod plugins;
 mod queue;
+mod reload;
 mod stats;
 
 use std::path::PathBuf;
@@ -33,6 +36,8 @@ enum Command {
     Plugins(plugins::Options),
     /// Queue throughput (enqueue alone, end to end) and enqueue-to-start latency
     Queue(queue::Options),
+    /// Hot-reload latency: a new build in place → served by /plugins and by a run
+    Reload(reload::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,5 +52,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Plugins(options) => plugins::run(&artifacts, &options),
         Command::Queue(options) => queue::run(&artifacts, &options),
+        Command::Reload(options) => reload::run(&artifacts, &options),
     }
 }
