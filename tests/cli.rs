@@ -13,7 +13,7 @@ fn tasks_json_lists_tasks_and_refusals() {
     assert!(out.status.success(), "{}", describe(&out));
     let listing: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     let tasks = listing["tasks"].as_array().unwrap();
-    assert_eq!(tasks.len(), 9, "{listing:#}");
+    assert_eq!(tasks.len(), 10, "{listing:#}");
     let echo = tasks
         .iter()
         .find(|t| t["name"] == "background.echo")
@@ -64,7 +64,7 @@ fn tasks_table_shows_tasks_and_refusals() {
         text.contains("background.sleep") && text.contains("Sleeps for `ms` milliseconds"),
         "{text}"
     );
-    assert!(text.contains("9 task(s) from 1 plugin(s)"), "{text}");
+    assert!(text.contains("10 task(s) from 1 plugin(s)"), "{text}");
     assert!(
         text.contains("refused:") && text.contains("libnotes.so"),
         "{text}"

@@ -432,6 +432,56 @@ async fn a_released_task_reaches_a_worker_that_knows_it(backend: Backend) {
     assert!(!record.dead_lettered);
 }
 
+/// A schedule's tick fires once, however many schedulers try it; the last tick fired and
+/// its task are remembered.
+async fn scheduler_ticks_fire_once(backend: Backend) {
+    let t = backend.open_default().await;
+    let b = &*t.broker;
+    let tick = 1_800_000_000_000;
+    let first = b
+        .fire("nightly", tick, task("background.noop", "cronjobs"))
+        .await
+        .unwrap();
+    let first = first.expect("the first scheduler fires the tick");
+    for _ in 0..3 {
+        assert_eq!(
+            b.fire("nightly", tick, task("background.noop", "cronjobs"))
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(
+        b.fire("nightly", tick - 1000, task("background.noop", "cronjobs"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(b
+        .fire("other", tick, task("background.noop", "cronjobs"))
+        .await
+        .unwrap()
+        .is_some());
+    let later = b
+        .fire("nightly", tick + 1000, task("background.noop", "cronjobs"))
+        .await
+        .unwrap()
+        .unwrap();
+    let last = b
+        .last_fired(&["nightly".into(), "never".into()])
+        .await
+        .unwrap();
+    assert_eq!(last, vec![Some((tick + 1000, later.id.clone())), None]);
+    let delivered = b
+        .cycle("w", &["cronjobs".into()], vec![], 10)
+        .await
+        .unwrap()
+        .deliveries;
+    let ids: Vec<&str> = delivered.iter().map(|d| d.lease.task_id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(ids.contains(&first.id.as_str()) && ids.contains(&later.id.as_str()));
+}
+
 /// Finished records expire after the result TTL; an idempotency key maps to one task.
 async fn result_expiry_and_idempotency(backend: Backend) {
     let t = backend
@@ -805,4 +855,5 @@ conformance!(
     revoke_beats_retry_and_ids_are_never_reset,
     leases_are_renewed_under_load,
     a_released_task_reaches_a_worker_that_knows_it,
+    scheduler_ticks_fire_once,
 );

@@ -47,6 +47,7 @@ fn demo_tasks_run() {
             "background.clock",
             "background.echo",
             "background.fail",
+            "background.leap_day",
             "background.limited",
             "background.noop",
             "background.panic",
@@ -215,7 +216,7 @@ fn bad_files_are_refused_and_the_rest_loads() {
         "{incompatible}"
     );
 
-    assert_eq!(catalog.len(), 9);
+    assert_eq!(catalog.len(), 10);
     assert_eq!(run(&catalog, "echo", json!([1])), Ok(json!([1])));
 }
 
@@ -229,13 +230,13 @@ fn duplicate_tasks_are_refused_visibly() {
     dir.write("libzz_demo_copy.so", &copy);
     let catalog = open(dir.path()).snapshot();
     assert_eq!(catalog.plugins().len(), 2);
-    assert_eq!(catalog.len(), 9);
+    assert_eq!(catalog.len(), 10);
     let duplicates: Vec<_> = catalog
         .refused()
         .iter()
         .filter(|e| e.code() == "duplicate_task")
         .collect();
-    assert_eq!(duplicates.len(), 9, "{:#?}", catalog.refused());
+    assert_eq!(duplicates.len(), 10, "{:#?}", catalog.refused());
     for dup in duplicates {
         let message = dup.to_string();
         assert!(

@@ -7,4 +7,5 @@ mod conformance;
 mod faults;
 mod loader;
 mod reload;
+mod scheduler;
 mod support;

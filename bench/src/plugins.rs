@@ -80,7 +80,7 @@ fn load_time(folder: &Path, probe: Option<&Path>) -> anyhow::Result<()> {
         let plugin = loader.load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
         samples.push(started.elapsed());
         ensure!(
-            plugin.tasks.len() == 9,
+            plugin.tasks.len() == 10,
             "{} has {} tasks",
             file.display(),
             plugin.tasks.len()

@@ -22,6 +22,7 @@ use crate::{
         TaskFailure, TaskHandle,
     },
     queue::{self, Broker, BrokerConfig},
+    scheduler::{self, ConfigFile, Scheduler},
     worker::{Worker, WorkerConfig},
 };
 
@@ -123,6 +124,42 @@ impl WorkerArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct ConfigArgs {
+    /// Schedules and settings that are not flags [default: toolbox.toml, if present]
+    #[arg(long, env = "TOOLBOX_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    pub fn load(&self) -> anyhow::Result<Arc<ConfigFile>> {
+        let path = match &self.config {
+            Some(path) => path.clone(),
+            None if Path::new(DEFAULT_CONFIG).exists() => PathBuf::from(DEFAULT_CONFIG),
+            None => return Ok(Arc::new(ConfigFile::default())),
+        };
+        Ok(Arc::new(ConfigFile::load(&path)?))
+    }
+}
+
+/// Read when present in the working folder.
+pub const DEFAULT_CONFIG: &str = "toolbox.toml";
+
+/// The config's schedules checked against the plugins: a wrong entry stops the start.
+fn check_schedules(config: &ConfigFile, registry: &PluginRegistry) -> anyhow::Result<()> {
+    let set = scheduler::resolve(config, &registry.snapshot());
+    for problem in &set.plugin_errors {
+        tracing::warn!(problem = %problem, "plugin schedule ignored");
+    }
+    if !set.config_errors.is_empty() {
+        bail!(
+            "the schedules are not valid:\n  {}",
+            set.config_errors.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
 pub struct ApiArgs {
     /// Address the HTTP API listens on
     #[arg(long, env = "TOOLBOX_BIND", default_value = "127.0.0.1:8000")]
@@ -184,6 +221,8 @@ pub enum Command {
     /// queue unless --broker says otherwise
     Serve {
         #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
         api: ApiArgs,
         #[command(flatten)]
         worker: WorkerArgs,
@@ -195,7 +234,19 @@ pub enum Command {
     /// The HTTP API alone, in front of a broker that separate workers consume
     Api {
         #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
         api: ApiArgs,
+        #[command(flatten)]
+        broker: BrokerArgs,
+        #[command(flatten)]
+        plugins: PluginArgs,
+    },
+    /// The scheduler alone (like celery beat): fires periodic tasks; any number may run
+    /// against one broker, each tick fires once
+    Beat {
+        #[command(flatten)]
+        config: ConfigArgs,
         #[command(flatten)]
         broker: BrokerArgs,
         #[command(flatten)]
@@ -245,12 +296,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Serve {
+            config,
             api,
             worker,
             broker,
             plugins,
         } => {
+            let config = config.load()?;
             let (registry, _watch) = open_watched_registry(&plugins)?;
+            check_schedules(&config, &registry)?;
             let worker_config = worker.config(&broker);
             run_async(async move {
                 let broker = broker.connect().await?;
@@ -262,7 +316,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 };
-                let state = AppState::new(Arc::clone(&broker), Arc::clone(&registry), api.config());
+                let state = AppState::new(Arc::clone(&broker), Arc::clone(&registry), api.config())
+                    .with_schedules(Arc::clone(&config));
+                let scheduler = Scheduler::new(Arc::clone(&broker), Arc::clone(&registry), config)?;
+                let beat = tokio::spawn(scheduler.run(until_stopped(stopped.clone())));
                 let worker = tokio::spawn(
                     Worker::new(broker, registry, worker_config)
                         .run(until_stopped(stopped.clone())),
@@ -271,21 +328,40 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .await
                     .with_context(|| format!("cannot serve the API on {}", api.bind))?;
                 worker.await.context("the worker failed")?;
+                beat.await.context("the scheduler failed")?;
                 Ok(ExitCode::SUCCESS)
             })
         }
         Command::Api {
+            config,
             api,
             broker,
             plugins,
         } => {
+            let config = config.load()?;
             let (registry, _watch) = open_watched_registry(&plugins)?;
             run_async(async move {
                 let broker = broker.connect().await?;
-                let state = AppState::new(broker, registry, api.config());
+                let state = AppState::new(broker, registry, api.config()).with_schedules(config);
                 api::serve(api.bind, state, shutdown_signal())
                     .await
                     .with_context(|| format!("cannot serve the API on {}", api.bind))?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Beat {
+            config,
+            broker,
+            plugins,
+        } => {
+            let config = config.load()?;
+            let (registry, _watch) = open_watched_registry(&plugins)?;
+            check_schedules(&config, &registry)?;
+            run_async(async move {
+                let broker = broker.connect().await?;
+                Scheduler::new(broker, registry, config)?
+                    .run(shutdown_signal())
+                    .await;
                 Ok(ExitCode::SUCCESS)
             })
         }

@@ -7,5 +7,6 @@ pub mod api;
 pub mod cli;
 pub mod plugins;
 pub mod queue;
+pub mod scheduler;
 pub mod telemetry;
 pub mod worker;

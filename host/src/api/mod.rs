@@ -9,6 +9,7 @@ mod middleware;
 mod openapi;
 mod ops;
 mod plugins;
+mod schedules;
 mod tasks;
 
 use std::{
@@ -28,6 +29,7 @@ pub use self::error::ApiError;
 use crate::{
     plugins::{PluginRegistry, TaskHandle},
     queue::Broker,
+    scheduler::ConfigFile,
 };
 
 #[derive(Debug, Clone)]
@@ -58,6 +60,8 @@ pub struct AppState {
     broker: Arc<dyn Broker>,
     registry: Arc<PluginRegistry>,
     config: Arc<ApiConfig>,
+    /// The config file's schedules, for `/schedules`.
+    schedules: Arc<ConfigFile>,
     /// Compiled argument schemas by plugin hash and task: compiling one per request
     /// would cost more than the request.
     schemas: Arc<RwLock<SchemaCache>>,
@@ -69,8 +73,15 @@ impl AppState {
             broker,
             registry,
             config: Arc::new(config),
+            schedules: Arc::new(ConfigFile::default()),
             schemas: Arc::default(),
         }
+    }
+
+    /// The schedules `/schedules` shows, from the config file (plugins' own are added).
+    pub fn with_schedules(mut self, config: Arc<ConfigFile>) -> Self {
+        self.schedules = config;
+        self
     }
 
     /// Checks `args` against the task's declared schema, if it has one.
@@ -134,6 +145,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks", get(tasks::list))
         .route("/plugins", get(plugins::list))
         .route("/plugins/reload", post(plugins::reload))
+        .route("/schedules", get(schedules::list))
         .route("/queues", get(ops::queues))
         .route("/workers", get(ops::workers))
         .route("/health", get(ops::health))

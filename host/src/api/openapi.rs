@@ -148,6 +148,10 @@ pub async fn document(State(state): State<AppState>) -> Json<Value> {
         "operationId": "reload_plugins", "summary": "Rescan the plugins folder now", "tags": ["plugins"],
         "responses": with(Map::from_iter([("200".to_owned(), ok("The plugins after the rescan", "PluginsResponse"))]), &["401", "403"]),
     }}));
+    paths.insert("/schedules".into(), json!({"get": {
+        "operationId": "schedules", "summary": "Periodic tasks: source, next and last fire", "tags": ["operations"],
+        "responses": with(Map::from_iter([("200".to_owned(), ok("The schedules", "SchedulesResponse"))]), &["401", "403", "503"]),
+    }}));
     paths.insert("/queues".into(), json!({"get": {
         "operationId": "queues", "summary": "Depth, delayed, in flight and dead-lettered per queue", "tags": ["operations"],
         "responses": with(Map::from_iter([("200".to_owned(), ok("The queues", "QueuesResponse"))]), &["401", "403", "503"]),
@@ -249,6 +253,14 @@ fn schemas() -> Value {
             "properties": {"workers": {"type": "array", "items": {"type": "object", "required": ["name", "queues", "concurrency", "in_flight", "last_seen"]}}}
         },
         "Readiness": {"type": "object", "required": ["status", "broker"]},
+        "SchedulesResponse": {
+            "type": "object", "required": ["timezone", "schedules", "problems"],
+            "properties": {
+                "timezone": {"type": "string"},
+                "schedules": {"type": "array", "items": {"type": "object", "required": ["id", "task", "cron", "queue", "enabled", "source", "next_fire", "last_fire", "last_task_id"]}},
+                "problems": {"type": "array", "items": {"type": "string"}}
+            }
+        },
         "PluginsResponse": {
             "type": "object", "required": ["plugins", "refused", "libraries_mapped"],
             "properties": {

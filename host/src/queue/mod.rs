@@ -29,6 +29,22 @@ pub trait Broker: Send + Sync + 'static {
     /// not enqueued again: its entry carries the first task's id and `created: false`.
     async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, BrokerError>;
 
+    /// A scheduler tick: enqueues `task` unless schedule `schedule` already fired tick
+    /// `tick` (or a later one), atomically, so that any number of schedulers fire each
+    /// tick once. `None` when another scheduler fired it.
+    async fn fire(
+        &self,
+        schedule: &str,
+        tick: Millis,
+        task: NewTask,
+    ) -> Result<Option<Enqueued>, BrokerError>;
+
+    /// The last tick each schedule fired and the task it produced.
+    async fn last_fired(
+        &self,
+        schedules: &[String],
+    ) -> Result<Vec<Option<(Millis, String)>>, BrokerError>;
+
     /// One worker round trip: applies `completions` (each fenced by its lease token),
     /// moves due delayed tasks of `queues` to their queue, and claims up to `want` tasks
     /// from `queues`, earlier queues first, higher priority first within a queue.

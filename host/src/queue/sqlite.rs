@@ -68,6 +68,11 @@ const SCHEMA: &[&str] = &[
         task_id TEXT NOT NULL,
         expires_at INTEGER NOT NULL
     )",
+    "CREATE TABLE IF NOT EXISTS tb_beat (
+        schedule TEXT PRIMARY KEY,
+        tick INTEGER NOT NULL,
+        task_id TEXT NOT NULL
+    )",
     "CREATE TABLE IF NOT EXISTS tb_workers (
         name TEXT PRIMARY KEY,
         info TEXT NOT NULL,
@@ -152,6 +157,58 @@ impl SqliteBroker {
     }
 }
 
+/// Inserts one task (an idempotency key or an id already seen returns the first task).
+async fn insert_task(
+    tx: &mut Tx,
+    task: NewTask,
+    now: Millis,
+    idempotency_ttl: Duration,
+) -> Result<Enqueued, BrokerError> {
+    if let Some(key) = &task.idempotency_key {
+        let existing: Option<String> = sqlx::query_scalar(
+            "SELECT task_id FROM tb_idempotency WHERE key = $1 AND expires_at > $2",
+        )
+        .bind(key)
+        .bind(now)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        if let Some(id) = existing {
+            return Ok(Enqueued { id, created: false });
+        }
+        sqlx::query(
+            "INSERT OR REPLACE INTO tb_idempotency (key, task_id, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(key)
+        .bind(&task.id)
+        .bind(now + ms(idempotency_ttl))
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    }
+    let delay = task.delay.map_or(0, ms);
+    let inserted = sqlx::query(
+        "INSERT OR IGNORE INTO tb_tasks (id, name, queue, args, state, priority, enqueued_at, due_at, eta)
+         VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7, $8)",
+    )
+    .bind(&task.id)
+    .bind(&task.name)
+    .bind(&task.queue)
+    .bind(&task.args)
+    .bind(i64::from(task.priority.min(9)))
+    .bind(now)
+    .bind(now + delay)
+    .bind((delay > 0).then_some(now + delay))
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    // The same id again (a client retrying after a timeout) never resets a task.
+    Ok(Enqueued {
+        created: inserted.rows_affected() == 1,
+        id: task.id,
+    })
+}
+
 async fn history(
     tx: &mut Tx,
     id: &str,
@@ -206,52 +263,56 @@ impl Broker for SqliteBroker {
         let mut tx = self.begin().await?;
         let mut out = Vec::with_capacity(tasks.len());
         for task in tasks {
-            if let Some(key) = &task.idempotency_key {
-                let existing: Option<String> = sqlx::query_scalar(
-                    "SELECT task_id FROM tb_idempotency WHERE key = $1 AND expires_at > $2",
-                )
-                .bind(key)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?;
-                if let Some(id) = existing {
-                    out.push(Enqueued { id, created: false });
-                    continue;
-                }
-                sqlx::query("INSERT OR REPLACE INTO tb_idempotency (key, task_id, expires_at) VALUES ($1, $2, $3)")
-                    .bind(key)
-                    .bind(&task.id)
-                    .bind(now + ms(self.config.idempotency_ttl))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-            }
-            let delay = task.delay.map_or(0, ms);
-            let inserted = sqlx::query(
-                "INSERT OR IGNORE INTO tb_tasks (id, name, queue, args, state, priority, enqueued_at, due_at, eta)
-                 VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7, $8)",
-            )
-            .bind(&task.id)
-            .bind(&task.name)
-            .bind(&task.queue)
-            .bind(&task.args)
-            .bind(i64::from(task.priority.min(9)))
-            .bind(now)
-            .bind(now + delay)
-            .bind((delay > 0).then_some(now + delay))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            // The same id again (a client retrying after a timeout) never resets a task.
-            let created = inserted.rows_affected() == 1;
-            out.push(Enqueued {
-                id: task.id,
-                created,
-            });
+            out.push(insert_task(&mut tx, task, now, self.config.idempotency_ttl).await?);
         }
         tx.commit().await.map_err(db_error)?;
         self.work.notify_waiters();
+        Ok(out)
+    }
+
+    async fn fire(
+        &self,
+        schedule: &str,
+        tick: Millis,
+        task: NewTask,
+    ) -> Result<Option<Enqueued>, BrokerError> {
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        let last: Option<i64> = sqlx::query_scalar("SELECT tick FROM tb_beat WHERE schedule = $1")
+            .bind(schedule)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if last.is_some_and(|last| last >= tick) {
+            return Ok(None);
+        }
+        let enqueued = insert_task(&mut tx, task, now, self.config.idempotency_ttl).await?;
+        sqlx::query("INSERT OR REPLACE INTO tb_beat (schedule, tick, task_id) VALUES ($1, $2, $3)")
+            .bind(schedule)
+            .bind(tick)
+            .bind(&enqueued.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        self.work.notify_waiters();
+        Ok(Some(enqueued))
+    }
+
+    async fn last_fired(
+        &self,
+        schedules: &[String],
+    ) -> Result<Vec<Option<(Millis, String)>>, BrokerError> {
+        let mut out = Vec::with_capacity(schedules.len());
+        for schedule in schedules {
+            let row: Option<(i64, String)> =
+                sqlx::query_as("SELECT tick, task_id FROM tb_beat WHERE schedule = $1")
+                    .bind(schedule)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_error)?;
+            out.push(row);
+        }
         Ok(out)
     }
 

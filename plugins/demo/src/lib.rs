@@ -235,7 +235,23 @@ impl Task for Clock {
     }
 }
 
-export_plugin!(Noop, Echo, Sleep, Fail, Panic, Progress, Limited, Abort, Clock);
+/// A periodic task: it declares its own schedule (03:00 on 29 February, rare enough to
+/// stay out of the way), which `toolbox.toml` can override or turn off.
+#[task(name = "background.leap_day", schedule = "0 0 3 29 2 *")]
+#[derive(Default)]
+pub struct LeapDay;
+
+impl Task for LeapDay {
+    type Args = Value;
+    type Output = &'static str;
+
+    fn run(&self, ctx: &Context<'_>, _args: Value) -> Result<&'static str, TaskError> {
+        ctx.info("leap day");
+        Ok("leap day")
+    }
+}
+
+export_plugin!(Noop, Echo, Sleep, Fail, Panic, Progress, Limited, Abort, Clock, LeapDay);
 
 #[cfg(test)]
 mod tests {

@@ -47,3 +47,42 @@ local function dead_letter(id, queue, now, attempt, worker, reason)
   redis.call('PERSIST', task_key(id))
   redis.call('PERSIST', history_key(id))
 end
+
+-- Enqueues one task; returns the task id and 1, or the id of the task an idempotency key
+-- (or the same id) already names and 0.
+local function enqueue_task(id, name, queue, args, priority, delay, idem, idem_ttl, now)
+  local existing = false
+  if idem ~= '' then
+    existing = redis.call('GET', idempotency_key(idem))
+    if not existing then
+      redis.call('SET', idempotency_key(idem), id, 'PX', idem_ttl)
+    end
+  end
+  if not existing and redis.call('EXISTS', task_key(id)) == 1 then
+    -- The same id again (a client retrying after a timeout): never reset a task.
+    existing = id
+  end
+  if existing then
+    return existing, 0
+  end
+  local tk = task_key(id)
+  redis.call('ZADD', RECENT, 0, id)
+  redis.call('HSET', tk, 'id', id, 'name', name, 'queue', queue, 'args', args,
+    'priority', priority, 'state', 'PENDING', 'enqueued_at', now,
+    'attempts', 0, 'retries', 0, 'lost', 0)
+  if delay > 0 then
+    ensure_queue(queue)
+    redis.call('HSET', tk, 'eta', now + delay)
+    redis.call('ZADD', delayed_key(queue), now + delay, id)
+  else
+    push_ready(id, queue, priority)
+  end
+  return id, 1
+end
+
+-- The listing index keeps the newest 100,000 ids; older records are still readable by id.
+local function trim_recent()
+  if redis.call('ZCARD', RECENT) > 101000 then
+    redis.call('ZREMRANGEBYRANK', RECENT, 0, -100001)
+  end
+end

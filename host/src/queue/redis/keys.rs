@@ -14,6 +14,7 @@
 //! | `{p}:s:<queue>` | list | wake-up tokens for idle workers |
 //! | `{p}:i:<key>` | string | idempotency key → first task id |
 //! | `{p}:queues` | set | every queue ever used |
+//! | `{p}:beat` | hash | schedule id → `<last tick ms>:<task id>`, the per-tick claim of schedulers |
 //! | `{p}:recent` | sorted set | task ids (UUID v7, so lexical order is time order), all scored 0, for listing |
 //! | `{p}:workers` | sorted set | worker names by last heartbeat |
 //! | `{p}:w:<name>` | string | a worker's heartbeat (JSON), expiring |
@@ -68,6 +69,10 @@ impl Keys {
         format!("{}:queues", self.root)
     }
 
+    pub fn beat(&self) -> String {
+        format!("{}:beat", self.root)
+    }
+
     pub fn recent(&self) -> String {
         format!("{}:recent", self.root)
     }
@@ -91,6 +96,7 @@ local GROUP = '{GROUP}'
 local BANDS = {{{bands}}}
 local QUEUES = P .. ':queues'
 local RECENT = P .. ':recent'
+local BEAT = P .. ':beat'
 local function task_key(id) return P .. ':t:' .. id end
 local function history_key(id) return P .. ':h:' .. id end
 local function stream_key(queue, band) return P .. ':q:' .. queue .. ':' .. band end

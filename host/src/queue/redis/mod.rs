@@ -32,6 +32,7 @@ fn script(body: &str) -> Script {
     ))
 }
 
+static FIRE: LazyLock<Script> = LazyLock::new(|| script(include_str!("fire.lua")));
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("enqueue.lua")));
 static CYCLE: LazyLock<Script> = LazyLock::new(|| script(include_str!("cycle.lua")));
 static EXTEND: LazyLock<Script> = LazyLock::new(|| script(include_str!("extend.lua")));
@@ -186,6 +187,58 @@ impl Broker for RedisBroker {
                 })
             })
             .collect()
+    }
+
+    async fn fire(
+        &self,
+        schedule: &str,
+        tick: Millis,
+        task: NewTask,
+    ) -> Result<Option<Enqueued>, BrokerError> {
+        let id: Option<String> = FIRE
+            .prepare_invoke()
+            .arg(self.keys.root())
+            .arg(millis(self.config.idempotency_ttl))
+            .arg(schedule)
+            .arg(tick)
+            .arg(&task.id)
+            .arg(&task.name)
+            .arg(&task.queue)
+            .arg(&task.args)
+            .arg(task.priority.min(9))
+            .arg(task.delay.map_or(0, millis))
+            .arg(task.idempotency_key.as_deref().unwrap_or(""))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(id.map(|id| Enqueued {
+            created: id == task.id,
+            id,
+        }))
+    }
+
+    async fn last_fired(
+        &self,
+        schedules: &[String],
+    ) -> Result<Vec<Option<(Millis, String)>>, BrokerError> {
+        if schedules.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.keys.beat())
+            .arg(schedules)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(values
+            .into_iter()
+            .map(|v| {
+                let (tick, id) = v?
+                    .split_once(':')
+                    .map(|(t, i)| (t.to_owned(), i.to_owned()))?;
+                Some((tick.parse().ok()?, id))
+            })
+            .collect())
     }
 
     async fn cycle(
