@@ -8,8 +8,10 @@
 //! target/release/toolbox-bench queue --broker sqlite:///tmp/toolbox-bench.sqlite
 //! cargo build --release --manifest-path tests/reload-fixtures/Cargo.toml --target-dir target/reload-fixtures
 //! target/release/toolbox-bench reload
+//! target/release/toolbox-bench beat
 //! ```
 
+mod beat;
 mod plugins;
 mod queue;
 mod reload;
@@ -36,6 +38,8 @@ enum Command {
     Plugins(plugins::Options),
     /// Queue throughput (enqueue alone, end to end) and enqueue-to-start latency
     Queue(queue::Options),
+    /// Scheduler drift: how late each tick of a per-second schedule is enqueued
+    Beat(beat::Options),
     /// Hot-reload latency: a new build in place → served by /plugins and by a run
     Reload(reload::Options),
 }
@@ -53,5 +57,6 @@ fn main() -> anyhow::Result<()> {
         Command::Plugins(options) => plugins::run(&artifacts, &options),
         Command::Queue(options) => queue::run(&artifacts, &options),
         Command::Reload(options) => reload::run(&artifacts, &options),
+        Command::Beat(options) => beat::run(&artifacts, &options),
     }
 }
