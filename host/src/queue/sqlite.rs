@@ -231,6 +231,29 @@ async fn history(
     Ok(())
 }
 
+/// Ends a task as REVOKED, from any state, with its history event.
+async fn mark_revoked(
+    tx: &mut Tx,
+    id: &str,
+    now: Millis,
+    expires_at: Millis,
+    attempt: i64,
+    worker: Option<&str>,
+    detail: &str,
+) -> Result<(), BrokerError> {
+    sqlx::query(
+        "UPDATE tb_tasks SET state = 'REVOKED', finished_at = $2, expires_at = $3, eta = NULL,
+            lease_token = NULL, lease_expires = NULL, revoke = 0 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(expires_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    history(tx, id, now, "revoked", attempt, worker, Some(detail)).await
+}
+
 async fn dead_letter(
     tx: &mut Tx,
     id: &str,
@@ -383,22 +406,14 @@ impl Broker for SqliteBroker {
                     history(&mut tx, id, now, "failed", attempt, w, Some(error)).await?;
                 }
                 Outcome::Revoked => {
-                    finish("REVOKED")
-                        .bind(None::<String>)
-                        .bind(None::<String>)
-                        .bind(now)
-                        .bind(now + ttl)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_error)?;
-                    history(
+                    mark_revoked(
                         &mut tx,
                         id,
                         now,
-                        "revoked",
+                        now + ttl,
                         attempt,
                         w,
-                        Some("stopped while running"),
+                        "stopped while running",
                     )
                     .await?;
                 }
@@ -628,23 +643,9 @@ impl Broker for SqliteBroker {
                 .map_err(db_error)?;
             if revoke == 1 {
                 // Revoked while it ran: the lost run is not run again.
-                sqlx::query("UPDATE tb_tasks SET state = 'REVOKED', finished_at = $2, expires_at = $3 WHERE id = $1")
-                    .bind(&id)
-                    .bind(now)
-                    .bind(now + ms(self.config.result_ttl))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-                history(
-                    &mut tx,
-                    &id,
-                    now,
-                    "revoked",
-                    attempt,
-                    worker.as_deref(),
-                    Some("revoked while its worker was lost"),
-                )
-                .await?;
+                let expires = now + ms(self.config.result_ttl);
+                let why = "revoked while its worker was lost";
+                mark_revoked(&mut tx, &id, now, expires, attempt, worker.as_deref(), why).await?;
             } else if lost >= i64::from(max_lost) {
                 let reason = format!("lost its worker {lost} times; last: {why}");
                 dead_letter(&mut tx, &id, now, attempt, worker.as_deref(), &reason).await?;
@@ -699,21 +700,15 @@ impl Broker for SqliteBroker {
             .ok_or_else(|| BrokerError::Corrupt(format!("task {id} has state {state:?}")))?;
         let outcome = match state {
             TaskState::Pending | TaskState::Retry => {
-                sqlx::query("UPDATE tb_tasks SET state = 'REVOKED', finished_at = $2, expires_at = $3, eta = NULL WHERE id = $1")
-                    .bind(id)
-                    .bind(now)
-                    .bind(now + ms(self.config.result_ttl))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-                history(
+                let expires = now + ms(self.config.result_ttl);
+                mark_revoked(
                     &mut tx,
                     id,
                     now,
-                    "revoked",
+                    expires,
                     attempt,
                     None,
-                    Some("revoked before it started"),
+                    "revoked before it started",
                 )
                 .await?;
                 RevokeOutcome::Revoked
