@@ -313,3 +313,62 @@ async fn ten_thousand_tasks_through_three_workers() {
         assert!(status.success(), "{status:?}\n{}", worker.log_tail());
     }
 }
+
+/// `toolbox serve` on the embedded SQLite queue, killed with SIGKILL and started again:
+/// every accepted task completes, the one running at the kill after its lease expires.
+#[test]
+fn a_killed_serve_loses_no_accepted_task() {
+    use crate::support::{
+        http::{get, post},
+        processes::ServerProcess,
+    };
+    let plugins = PluginsDir::with_demo();
+    let data = tempfile::tempdir().unwrap();
+    let broker = format!("sqlite://{}", data.path().join("queue.sqlite").display());
+    let flags = ["--broker", broker.as_str(), "--lease-secs", "2"];
+    let server = ServerProcess::start("serve", plugins.path(), &flags);
+    let running = post(&server.url("/tasks/execute/sleep"), r#"{"ms": 3000}"#, &[]).json()
+        ["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut accepted = vec![running.clone()];
+    for i in 0..100 {
+        let reply = post(
+            &server.url("/tasks/execute/echo?countdown=1"),
+            &i.to_string(),
+            &[],
+        );
+        assert_eq!(reply.status, 202, "{}", reply.text);
+        accepted.push(reply.json()["task_id"].as_str().unwrap().to_owned());
+    }
+    let started = Instant::now();
+    while get(&server.url(&format!("/tasks/status/{running}"))).json()["status"] != "STARTED" {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the sleep never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(server); // SIGKILL
+
+    let server = ServerProcess::start("serve", plugins.path(), &flags);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for id in &accepted {
+        loop {
+            let body = get(&server.url(&format!("/tasks/status/{id}"))).json();
+            if body["ready"] == true {
+                assert_eq!(body["status"], "SUCCESS", "{body:#}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "task {id} lost after the restart: {body:#}\n{}",
+                server.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let sleep = get(&server.url(&format!("/tasks/status/{running}"))).json();
+    assert_eq!(sleep["attempts"], 2, "{sleep:#}");
+}

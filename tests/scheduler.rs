@@ -307,6 +307,10 @@ fn invalid_entries_fail_clearly() {
         ),
         ("timezone = \"Mars/Olympus\"\n", "timezone \"Mars/Olympus\""),
         (
+            "[[schedule]]\ntask = \"sleep\"\ncron = \"* * * * *\"\nargs = { ms = \"soon\" }\n",
+            "args do not match the task's schema: at \"/ms\"",
+        ),
+        (
             "[[schedule]]\ntask = \"echo\"\ncron = \"* * * * *\"\nmisfire = \"sometimes\"\n",
             "misfire",
         ),
@@ -314,9 +318,18 @@ fn invalid_entries_fail_clearly() {
     for (config, expected) in cases {
         let path = dir.path().join("toolbox.toml");
         fs::write(&path, config).unwrap();
-        let out = beat_command(plugins.path(), &path, &unique_prefix())
-            .output()
+        let mut child = beat_command(plugins.path(), &path, &unique_prefix())
+            .spawn()
             .unwrap();
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(15) {
+                let _ = child.kill();
+                panic!("toolbox beat accepted {config:?} and kept running");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{config}\n{stderr}");
         assert!(

@@ -81,8 +81,8 @@ pub fn resolve(config: &ConfigFile, catalog: &Catalog) -> ScheduleSet {
             }
         };
         let args = match &entry.args {
-            None => "null".to_owned(),
-            Some(value) => match serde_json::to_string(value) {
+            None => serde_json::Value::Null,
+            Some(value) => match serde_json::to_value(value) {
                 Ok(json) => json,
                 Err(e) => {
                     set.config_errors
@@ -91,6 +91,13 @@ pub fn resolve(config: &ConfigFile, catalog: &Catalog) -> ScheduleSet {
                 }
             },
         };
+        if let Some(problem) = schema_problem(task.def.args_schema.as_ref(), &args) {
+            set.config_errors.push(format!(
+                "{label}: args do not match the task's schema: {problem}"
+            ));
+            continue;
+        }
+        let args = args.to_string();
         set.entries.push(ScheduleEntry {
             id: entry
                 .name
@@ -131,6 +138,16 @@ pub fn resolve(config: &ConfigFile, catalog: &Catalog) -> ScheduleSet {
         }
     }
     set
+}
+
+/// Why `args` fail `schema`, if they do (the API checks requests the same way).
+fn schema_problem(schema: Option<&serde_json::Value>, args: &serde_json::Value) -> Option<String> {
+    let validator = match jsonschema::validator_for(schema?) {
+        Ok(validator) => validator,
+        Err(e) => return Some(format!("the task's schema is invalid: {e}")),
+    };
+    let error = validator.iter_errors(args).next()?;
+    Some(format!("at {:?}: {error}", error.instance_path.to_string()))
 }
 
 pub struct Scheduler {
