@@ -303,6 +303,16 @@ fn client_errors() {
     );
     assert_error(&get(&server.url("/tasks?state=")), 422, "invalid_query");
     assert_error(&get(&server.url("/tasks?limit=0")), 422, "invalid_query");
+    assert_error(&get(&server.url("/tasks/status/%FF")), 400, "invalid_path");
+    assert_error(
+        &post(
+            &server.url("/tasks/execute/noop?eta=2099-01-01T00:00:00Z"),
+            "",
+            &[],
+        ),
+        422,
+        "invalid_option",
+    );
     assert!(server.alive());
     assert!(
         !server.log().contains("status=500"),

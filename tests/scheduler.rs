@@ -307,6 +307,10 @@ fn invalid_entries_fail_clearly() {
         ),
         ("timezone = \"Mars/Olympus\"\n", "timezone \"Mars/Olympus\""),
         (
+            "[[schedule]]\ntask = \"echo\"\ncron = \"0 6 * * *\"\n[[schedule]]\ntask = \"echo\"\ncron = \"0 7 * * *\"\n",
+            "two schedule entries are called \"config:background.echo\"",
+        ),
+        (
             "[[schedule]]\ntask = \"sleep\"\ncron = \"* * * * *\"\nargs = { ms = \"soon\" }\n",
             "args do not match the task's schema: at \"/ms\"",
         ),

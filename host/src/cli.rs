@@ -308,6 +308,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let worker_config = worker.config(&broker);
             run_async(async move {
                 let broker = broker.connect().await?;
+                // Bound before the worker and scheduler start: a taken port fails the
+                // start, not a process that already claimed tasks.
+                let listener = tokio::net::TcpListener::bind(api.bind)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", api.bind))?;
                 let (stop, stopped) = tokio::sync::watch::channel(false);
                 tokio::spawn(async move {
                     shutdown_signal().await;
@@ -324,7 +329,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Worker::new(broker, registry, worker_config)
                         .run(until_stopped(stopped.clone())),
                 );
-                api::serve(api.bind, state, until_stopped(stopped))
+                api::serve_on(listener, state, until_stopped(stopped))
                     .await
                     .with_context(|| format!("cannot serve the API on {}", api.bind))?;
                 worker.await.context("the worker failed")?;

@@ -173,7 +173,16 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(bind).await?;
+    serve_on(tokio::net::TcpListener::bind(bind).await?, state, shutdown).await
+}
+
+/// Serves the API on a listener already bound (so that a process can fail on a taken
+/// port before it starts anything else).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "HTTP API listening");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::{dto::timestamp, ApiError, AppState};
 use crate::plugins::Catalog;
 
-fn describe(catalog: &Catalog, mapped: usize) -> Value {
+fn describe(catalog: &Catalog, mapped: usize, rescans: usize) -> Value {
     let plugins: Vec<Value> = catalog
         .plugins()
         .iter()
@@ -32,6 +32,7 @@ fn describe(catalog: &Catalog, mapped: usize) -> Value {
         "plugins": plugins,
         "refused": catalog.refused().iter().map(|e| e.to_refusal()).collect::<Vec<_>>(),
         "libraries_mapped": mapped,
+        "rescans": rescans,
     })
 }
 
@@ -39,6 +40,7 @@ pub async fn list(State(state): State<AppState>) -> Json<Value> {
     Json(describe(
         &state.registry.snapshot(),
         state.registry.libraries_mapped(),
+        state.registry.rescans(),
     ))
 }
 
@@ -48,5 +50,9 @@ pub async fn reload(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     let catalog = tokio::task::spawn_blocking(move || registry.rescan())
         .await
         .map_err(|e| ApiError::Internal(format!("the rescan failed: {e}")))?;
-    Ok(Json(describe(&catalog, state.registry.libraries_mapped())))
+    Ok(Json(describe(
+        &catalog,
+        state.registry.libraries_mapped(),
+        state.registry.rescans(),
+    )))
 }

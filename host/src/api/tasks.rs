@@ -4,7 +4,10 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     body::Bytes,
-    extract::{rejection::BytesRejection, rejection::QueryRejection, Path, Query, State},
+    extract::{
+        rejection::{BytesRejection, PathRejection, QueryRejection},
+        Path, Query, State,
+    },
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::IntoResponse,
     Json,
@@ -27,11 +30,12 @@ const MAX_IDEMPOTENCY_KEY: usize = 200;
 
 pub async fn execute(
     State(state): State<AppState>,
-    Path(task): Path<String>,
+    task: Result<Path<String>, PathRejection>,
     options: Result<Query<ExecuteOptions>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let Path(task) = task.map_err(path_error)?;
     let catalog = state.registry.snapshot();
     let handle = resolve(&catalog, &task)?;
     let Query(options) =
@@ -149,8 +153,15 @@ fn delay(countdown: Option<f64>, eta: Option<&str>) -> Result<Option<Duration>, 
                     format!("eta {eta:?} is not an RFC 3339 time: {e}"),
                 )
             })?;
-            let from_now = at.duration_since(jiff::Timestamp::now());
-            Ok(Some(Duration::try_from(from_now).unwrap_or(Duration::ZERO)))
+            let from_now = Duration::try_from(at.duration_since(jiff::Timestamp::now()))
+                .unwrap_or(Duration::ZERO);
+            if from_now > crate::queue::MAX_DELAY {
+                return Err(ApiError::unprocessable(
+                    "invalid_option",
+                    format!("eta {eta} is more than a year away"),
+                ));
+            }
+            Ok(Some(from_now))
         }
         (Some(seconds), None) => Ok(Some(Duration::from_secs_f64(seconds))),
         (None, None) => Ok(None),
@@ -178,14 +189,20 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 pub async fn status(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<TaskStatusResponse>, ApiError> {
+    let Path(id) = id.map_err(path_error)?;
     let record = state
         .broker
         .get(&id)
         .await?
         .ok_or_else(|| unknown_id(&id))?;
     Ok(Json(record.into()))
+}
+
+/// A path segment that is not valid UTF-8 (e.g. `%FF`), in the API's error shape.
+fn path_error(rejection: PathRejection) -> ApiError {
+    ApiError::bad_request("invalid_path", rejection.body_text())
 }
 
 fn unknown_id(id: &str) -> ApiError {
@@ -197,8 +214,9 @@ fn unknown_id(id: &str) -> ApiError {
 
 pub async fn revoke(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<RevokeResponse>, ApiError> {
+    let Path(id) = id.map_err(path_error)?;
     let (status, message) = match state.broker.revoke(&id).await? {
         RevokeOutcome::Revoked => ("REVOKED", "the task will not run"),
         RevokeOutcome::Requested => (

@@ -25,6 +25,7 @@ pub struct PluginRegistry {
     loader: PluginLoader,
     current: RwLock<Arc<Catalog>>,
     rescanning: Mutex<()>,
+    rescans: AtomicUsize,
     mapped: AtomicUsize,
 }
 
@@ -37,6 +38,7 @@ impl PluginRegistry {
             loader: PluginLoader::new(config)?,
             current: RwLock::new(Arc::new(Catalog::default())),
             rescanning: Mutex::new(()),
+            rescans: AtomicUsize::new(0),
             mapped: AtomicUsize::new(0),
         };
         registry.rescan();
@@ -58,14 +60,22 @@ impl PluginRegistry {
     pub fn rescan(&self) -> Arc<Catalog> {
         // One rescan at a time (the watcher, `POST /plugins/reload`): two at once would
         // race to swap in catalogs built from different views of the folder.
-        let _one_at_a_time = self.rescanning.lock().expect("rescan lock poisoned");
+        // A rescan that panicked (it should not) must not stop every later one.
+        let _one_at_a_time = self
+            .rescanning
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.rescans.fetch_add(1, Ordering::Relaxed);
         let previous = self.snapshot();
         let mut plugins: Vec<Arc<LoadedPlugin>> = Vec::new();
         let mut refused: Vec<LoadError> = Vec::new();
         match PluginLoader::candidates(&self.dir) {
             Err(error) => {
+                // A folder that cannot be read now (or is refused) does not unregister
+                // what it served: keep the previous plugins until it can be read.
                 tracing::warn!(dir = %self.dir.display(), %error, "plugins folder refused");
                 refused.push(error);
+                plugins.extend(previous.plugins().iter().cloned());
             }
             Ok(files) => {
                 let loaded = parallel_map(&files, |file| {
@@ -99,6 +109,11 @@ impl PluginRegistry {
         }
         *self.current.write().expect("registry lock poisoned") = Arc::clone(&catalog);
         catalog
+    }
+
+    /// How many rescans ran since the registry opened.
+    pub fn rescans(&self) -> usize {
+        self.rescans.load(Ordering::Relaxed)
     }
 
     /// How many distinct libraries this process has mapped: each reload adds one, and

@@ -17,12 +17,17 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use notify::{RecursiveMode, Watcher};
+use notify::{
+    event::{AccessKind, AccessMode},
+    EventKind, RecursiveMode, Watcher,
+};
 
 use super::{PluginLoader, PluginRegistry};
 
 /// How long a file must be left alone before it counts as complete.
 const SETTLE: Duration = Duration::from_millis(50);
+/// The longest the watcher waits for the folder to settle before rescanning anyway.
+const MAX_SETTLE: Duration = Duration::from_secs(10);
 /// How long a loaded plugin's file may be missing (a rebuild in progress) before its
 /// tasks are unregistered.
 const MISSING_GRACE: Duration = Duration::from_millis(500);
@@ -37,8 +42,13 @@ pub fn watch(registry: Arc<PluginRegistry>, debounce: Duration) -> notify::Resul
     let (events, received) = mpsc::channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match &event {
+            // Reads are not changes: a rescan reads every plugin file, and counting its own
+            // reads would make it rescan forever.
+            Ok(event) if is_read(&event.kind) => false,
+            // The kernel's queue overflowed: something may have changed.
+            Ok(event) if event.need_rescan() => true,
             Ok(event) => event.paths.iter().any(|p| is_plugin_path(p)),
-            // An overflow or error: rescan rather than miss a change.
+            // An error: rescan rather than miss a change.
             Err(_) => true,
         };
         if relevant {
@@ -54,6 +64,17 @@ pub fn watch(registry: Arc<PluginRegistry>, debounce: Duration) -> notify::Resul
     Ok(PluginWatch { _watcher: watcher })
 }
 
+fn is_read(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Access(
+            AccessKind::Open(_)
+                | AccessKind::Read
+                | AccessKind::Close(AccessMode::Read | AccessMode::Execute)
+        )
+    )
+}
+
 fn is_plugin_path(path: &Path) -> bool {
     let hidden = path
         .file_name()
@@ -65,10 +86,13 @@ fn is_plugin_path(path: &Path) -> bool {
 fn run(registry: &PluginRegistry, events: &mpsc::Receiver<()>, debounce: Duration) {
     // Ends when the watcher (and with it the sender) is dropped.
     while events.recv().is_ok() {
+        let waiting_since = Instant::now();
         loop {
-            // Quiet for the whole window, then files that hold still.
+            // Quiet for the whole window, then files that hold still. A file that never
+            // does (a stuck writer) must not stop every other plugin from reloading: past
+            // `MAX_SETTLE` the rescan goes ahead, and refuses what is not a whole library.
             while events.recv_timeout(debounce).is_ok() {}
-            if settled(registry.dir()) {
+            if settled(registry.dir()) || waiting_since.elapsed() > MAX_SETTLE {
                 break;
             }
         }

@@ -112,6 +112,16 @@ pub fn resolve(config: &ConfigFile, catalog: &Catalog) -> ScheduleSet {
             source: "config",
         });
     }
+    // Ids key the tick claims: two entries sharing one would steal each other's ticks.
+    let mut seen = std::collections::HashSet::new();
+    for entry in &set.entries {
+        if !seen.insert(entry.id.clone()) {
+            set.config_errors.push(format!(
+                "two schedule entries are called {:?}: give each entry of one task its own `name`",
+                entry.id
+            ));
+        }
+    }
     for task in catalog.tasks() {
         let Some(expression) = &task.def.schedule else {
             continue;
@@ -200,8 +210,8 @@ impl Scheduler {
             let entries: Vec<&ScheduleEntry> = set.entries.iter().filter(|e| e.enabled).collect();
             let now = Timestamp::now();
             if first_turn {
-                first_turn = false;
-                self.catch_up(&entries, now).await;
+                // Until the broker answers, the catch-up is tried again each turn.
+                first_turn = !self.catch_up(&entries, now).await;
             }
             // Keyed by id and expression, so that a changed schedule starts afresh.
             let keys: Vec<String> = entries
@@ -216,28 +226,46 @@ impl Scheduler {
                     }
                 }
             }
+            let mut failed = false;
             for (key, entry) in keys.iter().zip(&entries) {
                 let Some(tick) = next.get(key).copied() else {
                     continue;
                 };
-                if tick <= Timestamp::now() {
-                    self.fire(entry, tick, false).await;
-                    match entry
-                        .cron
-                        .next_after(tick.max(Timestamp::now()), &self.zone)
-                    {
-                        Some(t) => next.insert(key.clone(), t),
-                        None => next.remove(key),
-                    };
+                if tick > Timestamp::now() {
+                    continue;
                 }
+                if !self.fire(entry, tick, false).await {
+                    // The broker is down: keep the tick and try again shortly, until the
+                    // schedule's following tick is due.
+                    failed = true;
+                    if entry
+                        .cron
+                        .next_after(tick, &self.zone)
+                        .is_some_and(|t| t > Timestamp::now())
+                    {
+                        continue;
+                    }
+                }
+                match entry
+                    .cron
+                    .next_after(tick.max(Timestamp::now()), &self.zone)
+                {
+                    Some(t) => next.insert(key.clone(), t),
+                    None => next.remove(key),
+                };
             }
             let soonest = next.values().min().copied();
-            let wait = soonest
-                .map(|t| {
-                    Duration::try_from(t.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO)
-                })
-                .unwrap_or(Duration::from_secs(1))
-                .min(Duration::from_secs(1));
+            let wait = if failed {
+                Duration::from_millis(500)
+            } else {
+                soonest
+                    .map(|t| {
+                        Duration::try_from(t.duration_since(Timestamp::now()))
+                            .unwrap_or(Duration::ZERO)
+                    })
+                    .unwrap_or(Duration::from_secs(1))
+                    .min(Duration::from_secs(1))
+            };
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = &mut shutdown => break,
@@ -247,13 +275,14 @@ impl Scheduler {
     }
 
     /// At start-up: the most recent missed tick of each `misfire = "once"` entry.
-    async fn catch_up(&self, entries: &[&ScheduleEntry], now: Timestamp) {
+    /// Returns false when the broker could not be asked.
+    async fn catch_up(&self, entries: &[&ScheduleEntry], now: Timestamp) -> bool {
         let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
         let last = match self.broker.last_fired(&ids).await {
             Ok(last) => last,
             Err(error) => {
-                tracing::warn!(%error, "cannot read the last fired ticks; missed ticks are not caught up");
-                return;
+                tracing::warn!(%error, "cannot read the last fired ticks yet; missed ticks will be caught up when the broker answers");
+                return false;
             }
         };
         for (entry, last) in entries.iter().zip(last) {
@@ -269,9 +298,11 @@ impl Scheduler {
                 self.fire(entry, missed, true).await;
             }
         }
+        true
     }
 
-    async fn fire(&self, entry: &ScheduleEntry, tick: Timestamp, catch_up: bool) {
+    /// Returns false when the broker could not be reached (the tick is still to fire).
+    async fn fire(&self, entry: &ScheduleEntry, tick: Timestamp, catch_up: bool) -> bool {
         let task = NewTask::new(&entry.task, &entry.queue, entry.args.clone());
         match self
             .broker
@@ -279,13 +310,16 @@ impl Scheduler {
             .await
         {
             Ok(Some(enqueued)) => {
-                tracing::debug!(schedule = %entry.id, task_id = %enqueued.id, catch_up, "scheduled task enqueued")
+                tracing::debug!(schedule = %entry.id, task_id = %enqueued.id, catch_up, "scheduled task enqueued");
+                true
             }
             Ok(None) => {
-                tracing::debug!(schedule = %entry.id, "tick already fired by another scheduler")
+                tracing::debug!(schedule = %entry.id, "tick already fired by another scheduler");
+                true
             }
             Err(error) => {
-                tracing::warn!(schedule = %entry.id, %error, tick = %tick, "cannot fire a tick; it is lost unless another scheduler fires it")
+                tracing::warn!(schedule = %entry.id, %error, tick = %tick, "cannot fire a tick yet; retrying");
+                false
             }
         }
     }
