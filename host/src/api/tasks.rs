@@ -155,12 +155,6 @@ fn delay(countdown: Option<f64>, eta: Option<&str>) -> Result<Option<Duration>, 
             })?;
             let from_now = Duration::try_from(at.duration_since(jiff::Timestamp::now()))
                 .unwrap_or(Duration::ZERO);
-            if from_now > crate::queue::MAX_DELAY {
-                return Err(ApiError::unprocessable(
-                    "invalid_option",
-                    format!("eta {eta} is more than a year away"),
-                ));
-            }
             Ok(Some(from_now))
         }
         (Some(seconds), None) => Ok(Some(Duration::from_secs_f64(seconds))),

@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
 
-/// The longest delay the brokers accept (a year): bounds a plugin's `retry_after`, a
-/// countdown, an eta, so that no due time overflows.
-pub const MAX_DELAY: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The longest delay the brokers accept: bounds a plugin's `retry_after` or an eta so
+/// that no due time overflows (an eta as far as the year 9999 stays below it, and its
+/// milliseconds stay exact in Lua's doubles).
+pub const MAX_DELAY: Duration = Duration::from_secs(9_000 * 365 * 24 * 3600);
 
 pub fn now_ms() -> Millis {
     SystemTime::now()
