@@ -419,10 +419,17 @@ async fn a_released_task_reaches_a_worker_that_knows_it(backend: Backend) {
         empty,
     );
     let id = enqueue_one(b, NewTask::new("background.echo", "q", "7".to_owned())).await;
-    wait_for(b, &id, WAIT, |r| r.lost >= 1).await;
+    let released = wait_for(b, &id, WAIT, |r| r.lost >= 1).await;
+    assert_eq!(released.state, TaskState::Pending);
+    assert!(
+        released.eta.is_some(),
+        "a released task waits before it is handed out again"
+    );
+    // Stopped here so the test is deterministic: while both run, each release is a race
+    // the ignorant worker may win again (see the README on unknown tasks).
+    ignorant.stop().await;
     let knowing = TestWorker::start(Arc::clone(&t.broker), worker_config(&["q"]));
     let record = wait_for(b, &id, WAIT, |r| r.state.is_ready()).await;
-    ignorant.stop().await;
     knowing.stop().await;
     assert_eq!(
         (record.state, record.result.as_deref()),

@@ -86,6 +86,15 @@ fn a_plugin_dropped_in_runs_and_is_gone_when_removed() {
     let server = ServerProcess::start("serve", dir.path(), &[]);
     assert!(!has_task(&server, "version"));
     let file = install(dir.path(), FILE, &fs::read(&artifacts().reload_v1).unwrap());
+    // A reload on demand answers with the folder as it is now.
+    let reloaded = post(&server.url("/plugins/reload"), "", &[]);
+    assert_eq!(reloaded.status, 200, "{}", reloaded.text);
+    let listed = reloaded.json()["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["file"] == file.display().to_string());
+    assert!(listed, "{}", reloaded.text);
     wait_until(
         "fixture.version to appear",
         &server,
@@ -99,6 +108,8 @@ fn a_plugin_dropped_in_runs_and_is_gone_when_removed() {
             .as_u64()
             .unwrap()
     };
+    // Let the rescan the install itself triggered come and go first.
+    std::thread::sleep(Duration::from_millis(1_000));
     let before = rescans();
     std::thread::sleep(Duration::from_millis(1_000));
     assert_eq!(rescans(), before, "the watcher rescans without a change");

@@ -6,7 +6,10 @@ use axum::{extract::State, Json};
 use serde_json::{json, Value};
 
 use super::{dto::timestamp, ApiError, AppState};
-use crate::plugins::Catalog;
+use crate::plugins::{rescan_when_settled, Catalog};
+
+/// The longest `POST /plugins/reload` waits for the folder to hold still.
+const RELOAD_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn describe(catalog: &Catalog, mapped: usize, rescans: usize) -> Value {
     let plugins: Vec<Value> = catalog
@@ -47,9 +50,11 @@ pub async fn list(State(state): State<AppState>) -> Json<Value> {
 /// Rescans the folder now (loading, probing and hashing are blocking work).
 pub async fn reload(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let registry = Arc::clone(&state.registry);
-    let catalog = tokio::task::spawn_blocking(move || registry.rescan())
-        .await
-        .map_err(|e| ApiError::Internal(format!("the rescan failed: {e}")))?;
+    // The same care as the watcher's: a reload asked for during a build waits for it.
+    let catalog =
+        tokio::task::spawn_blocking(move || rescan_when_settled(&registry, RELOAD_SETTLE))
+            .await
+            .map_err(|e| ApiError::Internal(format!("the rescan failed: {e}")))?;
     Ok(Json(describe(
         &catalog,
         state.registry.libraries_mapped(),

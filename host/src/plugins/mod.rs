@@ -21,4 +21,4 @@ pub use loader::{LoadedPlugin, LoaderConfig, PluginLoader};
 pub use probe::probe_main;
 pub use registry::PluginRegistry;
 pub use run::{CancelFlag, RunContext, RunObserver, TaskFailure, TracingObserver};
-pub use watcher::{watch, PluginWatch};
+pub use watcher::{rescan_when_settled, watch, PluginWatch};

@@ -96,14 +96,24 @@ fn run(registry: &PluginRegistry, events: &mpsc::Receiver<()>, debounce: Duratio
                 break;
             }
         }
-        wait_for_missing(registry);
-        let catalog = registry.rescan();
+        let catalog = rescan_when_settled(registry, Duration::ZERO);
         tracing::debug!(
             tasks = catalog.len(),
             refused = catalog.refused().len(),
             "plugins folder rescanned"
         );
     }
+}
+
+/// Rescans once the folder's plugin files hold still (waiting at most `settle_for`; the
+/// watcher has waited already) and a loaded plugin's missing file had its grace: what
+/// `POST /plugins/reload` and the watcher both do, so that neither catches a build
+/// half-way.
+pub fn rescan_when_settled(registry: &PluginRegistry, settle_for: Duration) -> Arc<super::Catalog> {
+    let started = Instant::now();
+    while started.elapsed() < settle_for && !settled(registry.dir()) {}
+    wait_for_missing(registry);
+    registry.rescan()
 }
 
 type Snapshot = HashMap<PathBuf, (u64, Option<SystemTime>)>;
