@@ -45,7 +45,7 @@ async fn ordering_and_priority(backend: Backend) {
     lazy.priority = 0;
     let lazy = enqueue_one(b, lazy).await;
 
-    let cycle = b.cycle("w1", &["q".into()], vec![], 10).await.unwrap();
+    let cycle = b.cycle("w1", &["q".into()], &[], 10).await.unwrap();
     let got: Vec<String> = cycle
         .deliveries
         .iter()
@@ -70,13 +70,13 @@ async fn several_queues_and_no_over_claim(backend: Backend) {
     let other = enqueue_one(b, task("background.noop", "not-consumed")).await;
 
     let first = b
-        .cycle("w", &["gamma".into(), "alpha".into()], vec![], 1)
+        .cycle("w", &["gamma".into(), "alpha".into()], &[], 1)
         .await
         .unwrap();
     assert_eq!(first.deliveries.len(), 1);
     assert_eq!(first.deliveries[0].lease.task_id, c);
     let second = b
-        .cycle("w", &["gamma".into(), "alpha".into()], vec![], 5)
+        .cycle("w", &["gamma".into(), "alpha".into()], &[], 5)
         .await
         .unwrap();
     assert_eq!(
@@ -88,7 +88,7 @@ async fn several_queues_and_no_over_claim(backend: Backend) {
         vec![&a]
     );
     let none = b
-        .cycle("w", &["gamma".into(), "alpha".into()], vec![], 0)
+        .cycle("w", &["gamma".into(), "alpha".into()], &[], 0)
         .await
         .unwrap();
     assert!(none.deliveries.is_empty());
@@ -117,7 +117,7 @@ async fn countdown(backend: Backend) {
     assert_eq!(record.state, TaskState::Pending);
     assert!(record.eta.is_some());
 
-    let early = b.cycle("w", &["q".into()], vec![], 1).await.unwrap();
+    let early = b.cycle("w", &["q".into()], &[], 1).await.unwrap();
     assert!(early.deliveries.is_empty());
     let due_in = early.next_due_in.expect("the delayed task's due time");
     assert!(
@@ -127,7 +127,7 @@ async fn countdown(backend: Backend) {
     assert_eq!(b.queue_stats().await.unwrap()[0].delayed, 1);
 
     tokio::time::sleep(Duration::from_millis(450)).await;
-    let later = b.cycle("w", &["q".into()], vec![], 1).await.unwrap();
+    let later = b.cycle("w", &["q".into()], &[], 1).await.unwrap();
     assert_eq!(later.deliveries.len(), 1);
     assert_eq!(later.deliveries[0].lease.task_id, id);
 }
@@ -143,7 +143,7 @@ async fn idempotent_and_fenced_acks(backend: Backend) {
     let b = &*t.broker;
     let id = enqueue_one(b, task("background.noop", "q")).await;
     let first = b
-        .cycle("w1", &["q".into()], vec![], 1)
+        .cycle("w1", &["q".into()], &[], 1)
         .await
         .unwrap()
         .deliveries
@@ -154,7 +154,7 @@ async fn idempotent_and_fenced_acks(backend: Backend) {
     let reclaimed = b.reclaim(Duration::from_millis(300), 5).await.unwrap();
     assert_eq!(reclaimed.requeued, vec![id.clone()]);
     let second = b
-        .cycle("w2", &["q".into()], vec![], 1)
+        .cycle("w2", &["q".into()], &[], 1)
         .await
         .unwrap()
         .deliveries
@@ -170,7 +170,7 @@ async fn idempotent_and_fenced_acks(backend: Backend) {
             result: "\"stale\"".into(),
         },
     );
-    let cycle = b.cycle("w1", &["q".into()], vec![late], 0).await.unwrap();
+    let cycle = b.cycle("w1", &["q".into()], &[late], 0).await.unwrap();
     assert_eq!(cycle.applied, vec![false]);
     let status = b
         .extend(
@@ -191,14 +191,14 @@ async fn idempotent_and_fenced_acks(backend: Backend) {
         },
     );
     assert_eq!(
-        b.cycle("w2", &[], vec![ok.clone()], 0)
+        b.cycle("w2", &[], std::slice::from_ref(&ok), 0)
             .await
             .unwrap()
             .applied,
         vec![true]
     );
     assert_eq!(
-        b.cycle("w2", &[], vec![ok], 0).await.unwrap().applied,
+        b.cycle("w2", &[], &[ok], 0).await.unwrap().applied,
         vec![false]
     );
 
@@ -222,7 +222,7 @@ async fn dead_letter_after_lost_deliveries(backend: Backend) {
     let b = &*t.broker;
     let id = enqueue_one(b, task("background.noop", "q")).await;
     for round in 1..=3 {
-        let got = b.cycle("doomed", &["q".into()], vec![], 1).await.unwrap();
+        let got = b.cycle("doomed", &["q".into()], &[], 1).await.unwrap();
         assert_eq!(got.deliveries.len(), 1, "round {round}");
         tokio::time::sleep(lease * 3).await;
         let report = b.reclaim(lease, 3).await.unwrap();
@@ -244,7 +244,7 @@ async fn dead_letter_after_lost_deliveries(backend: Backend) {
         "{record:?}"
     );
     assert!(b
-        .cycle("w", &["q".into()], vec![], 1)
+        .cycle("w", &["q".into()], &[], 1)
         .await
         .unwrap()
         .deliveries
@@ -267,7 +267,7 @@ async fn revoke(backend: Backend) {
     let ready = enqueue_one(b, task("background.noop", "q")).await;
     let running = enqueue_one(b, task("background.noop", "r")).await;
     let delivered = b
-        .cycle("w", &["r".into()], vec![], 1)
+        .cycle("w", &["r".into()], &[], 1)
         .await
         .unwrap()
         .deliveries
@@ -284,7 +284,7 @@ async fn revoke(backend: Backend) {
     );
 
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let cycle = b.cycle("w", &["q".into()], vec![], 5).await.unwrap();
+    let cycle = b.cycle("w", &["q".into()], &[], 5).await.unwrap();
     assert!(cycle.deliveries.is_empty(), "a revoked task was delivered");
     for id in [&waiting, &ready] {
         assert_eq!(b.get(id).await.unwrap().unwrap().state, TaskState::Revoked);
@@ -303,7 +303,7 @@ async fn revoke(backend: Backend) {
     assert_eq!(status, vec![LeaseStatus::RevokeRequested]);
     let stopped = done(&delivered.lease, Outcome::Revoked);
     assert_eq!(
-        b.cycle("w", &[], vec![stopped], 0).await.unwrap().applied,
+        b.cycle("w", &[], &[stopped], 0).await.unwrap().applied,
         vec![true]
     );
     assert_eq!(
@@ -324,7 +324,7 @@ async fn revoke_beats_retry_and_ids_are_never_reset(backend: Backend) {
     let first = task("background.fail", "q");
     let id = enqueue_one(b, first.clone()).await;
     let d = b
-        .cycle("w", &["q".into()], vec![], 1)
+        .cycle("w", &["q".into()], &[], 1)
         .await
         .unwrap()
         .deliveries
@@ -341,12 +341,12 @@ async fn revoke_beats_retry_and_ids_are_never_reset(backend: Backend) {
         },
     );
     assert_eq!(
-        b.cycle("w", &[], vec![retry], 0).await.unwrap().applied,
+        b.cycle("w", &[], &[retry], 0).await.unwrap().applied,
         vec![true]
     );
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(b
-        .cycle("w", &["q".into()], vec![], 5)
+        .cycle("w", &["q".into()], &[], 5)
         .await
         .unwrap()
         .deliveries
@@ -480,7 +480,7 @@ async fn scheduler_ticks_fire_once(backend: Backend) {
         .unwrap();
     assert_eq!(last, vec![Some((tick + 1000, later.id.clone())), None]);
     let delivered = b
-        .cycle("w", &["cronjobs".into()], vec![], 10)
+        .cycle("w", &["cronjobs".into()], &[], 10)
         .await
         .unwrap()
         .deliveries;
@@ -508,13 +508,13 @@ async fn result_expiry_and_idempotency(backend: Backend) {
     assert_eq!(out[0].id, first.id);
 
     let delivered = b
-        .cycle("w", &["q".into()], vec![], 5)
+        .cycle("w", &["q".into()], &[], 5)
         .await
         .unwrap()
         .deliveries;
     assert_eq!(delivered.len(), 1, "the duplicate was enqueued");
     let ok = done(&delivered[0].lease, Outcome::Success { result: "1".into() });
-    b.cycle("w", &[], vec![ok], 0).await.unwrap();
+    b.cycle("w", &[], &[ok], 0).await.unwrap();
     assert_eq!(
         b.get(&first.id).await.unwrap().unwrap().state,
         TaskState::Success
@@ -535,7 +535,7 @@ async fn progress_is_recorded(backend: Backend) {
     let b = &*t.broker;
     let id = enqueue_one(b, task("background.progress", "q")).await;
     let d = b
-        .cycle("w", &["q".into()], vec![], 1)
+        .cycle("w", &["q".into()], &[], 1)
         .await
         .unwrap()
         .deliveries
@@ -603,7 +603,7 @@ async fn many_producers_and_consumers(backend: Backend) {
                 let mut idle = 0;
                 while idle < 50 {
                     let cycle = broker
-                        .cycle(&name, &["q".into()], std::mem::take(&mut pending), 7)
+                        .cycle(&name, &["q".into()], &std::mem::take(&mut pending), 7)
                         .await
                         .unwrap();
                     assert!(cycle.applied.iter().all(|a| *a));
@@ -622,7 +622,7 @@ async fn many_producers_and_consumers(backend: Backend) {
                         });
                     }
                 }
-                broker.cycle(&name, &[], pending, 0).await.unwrap();
+                broker.cycle(&name, &[], &pending, 0).await.unwrap();
                 seen
             })
         })

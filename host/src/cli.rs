@@ -144,6 +144,18 @@ impl ConfigArgs {
 /// Read when present in the working folder.
 pub const DEFAULT_CONFIG: &str = "toolbox.toml";
 
+/// The config file and the watched plugins of a process that runs the scheduler, with
+/// the schedules checked against the plugins.
+fn open_scheduled(
+    config: &ConfigArgs,
+    plugins: &PluginArgs,
+) -> anyhow::Result<(Arc<ConfigFile>, Arc<PluginRegistry>, PluginWatch)> {
+    let config = config.load()?;
+    let (registry, watch) = open_watched_registry(plugins)?;
+    check_schedules(&config, &registry)?;
+    Ok((config, registry, watch))
+}
+
 /// The config's schedules checked against the plugins: a wrong entry stops the start.
 fn check_schedules(config: &ConfigFile, registry: &PluginRegistry) -> anyhow::Result<()> {
     let set = scheduler::resolve(config, &registry.snapshot());
@@ -302,9 +314,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             broker,
             plugins,
         } => {
-            let config = config.load()?;
-            let (registry, _watch) = open_watched_registry(&plugins)?;
-            check_schedules(&config, &registry)?;
+            let (config, registry, _watch) = open_scheduled(&config, &plugins)?;
             let worker_config = worker.config(&broker);
             run_async(async move {
                 let broker = broker.connect().await?;
@@ -359,9 +369,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             broker,
             plugins,
         } => {
-            let config = config.load()?;
-            let (registry, _watch) = open_watched_registry(&plugins)?;
-            check_schedules(&config, &registry)?;
+            let (config, registry, _watch) = open_scheduled(&config, &plugins)?;
             run_async(async move {
                 let broker = broker.connect().await?;
                 Scheduler::new(broker, registry, config)?

@@ -52,7 +52,7 @@ pub trait Broker: Send + Sync + 'static {
         &self,
         worker: &str,
         queues: &[String],
-        completions: Vec<Completion>,
+        completions: &[Completion],
         want: usize,
     ) -> Result<Cycle, BrokerError>;
 

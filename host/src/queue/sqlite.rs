@@ -343,14 +343,14 @@ impl Broker for SqliteBroker {
         &self,
         worker: &str,
         queues: &[String],
-        completions: Vec<Completion>,
+        completions: &[Completion],
         want: usize,
     ) -> Result<Cycle, BrokerError> {
         let now = now_ms();
         let ttl = ms(self.config.result_ttl);
         let mut tx = self.begin().await?;
         let mut applied = Vec::with_capacity(completions.len());
-        for completion in &completions {
+        for completion in completions {
             let lease = &completion.lease;
             let current: Option<(Option<String>, i64, i64, i64)> = sqlx::query_as(
                 "SELECT lease_token, attempts, lost, revoke FROM tb_tasks WHERE id = $1",

@@ -256,10 +256,7 @@ impl Worker {
                 let queues = queue_order(&config.queues, turn);
                 turn += 1;
                 let sent = std::mem::take(&mut outbox);
-                match broker
-                    .cycle(&config.name, &queues, sent.clone(), free)
-                    .await
-                {
+                match broker.cycle(&config.name, &queues, &sent, free).await {
                     Ok(cycle) => {
                         if let Some(since) = broker_down_since.take() {
                             tracing::info!(worker = %config.name, down_ms = since.elapsed().as_millis() as u64, "broker reachable again");

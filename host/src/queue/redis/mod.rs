@@ -245,7 +245,7 @@ impl Broker for RedisBroker {
         &self,
         worker: &str,
         queues: &[String],
-        completions: Vec<Completion>,
+        completions: &[Completion],
         want: usize,
     ) -> Result<Cycle, BrokerError> {
         let mut call = CYCLE.prepare_invoke();
@@ -254,7 +254,7 @@ impl Broker for RedisBroker {
             .arg(want)
             .arg(millis(self.config.result_ttl))
             .arg(completions.len());
-        for completion in &completions {
+        for completion in completions {
             let (kind, payload, extra): (&str, &str, String) = match &completion.outcome {
                 Outcome::Success { result } => ("success", result, String::new()),
                 Outcome::Failure { error } => ("failure", error, String::new()),
