@@ -3,9 +3,13 @@
 
 mod api;
 mod cli;
+mod compat;
 mod conformance;
+mod database_cli;
 mod faults;
+mod finanzas;
 mod loader;
 mod reload;
 mod scheduler;
+mod sessions;
 mod support;

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use crate::{
     api::{self, ApiConfig, AppState},
+    database::{self, Database, DatabaseConfig, Session},
     plugins::{
         self, probe_main, Catalog, LoaderConfig, PluginRegistry, PluginWatch, RunContext,
         TaskFailure, TaskHandle,
@@ -84,6 +85,60 @@ impl BrokerArgs {
             .await
             .with_context(|| format!("cannot open the broker {}", self.broker))
     }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DatabaseArgs {
+    /// The tasks' database: `sqlite://PATH` (created if missing) or
+    /// `postgres://USER@HOST:PORT/DB`
+    #[arg(long, env = "DATABASE_URL", default_value = database::DEFAULT_DATABASE)]
+    pub database: String,
+    /// Connections in the pool at most [default: the worker's concurrency, at least 2]
+    #[arg(long, env = "TOOLBOX_DATABASE_POOL")]
+    pub database_pool: Option<u32>,
+}
+
+impl DatabaseArgs {
+    pub async fn connect(&self, concurrency: usize) -> anyhow::Result<Database> {
+        let config = DatabaseConfig {
+            max_connections: self
+                .database_pool
+                .unwrap_or_else(|| u32::try_from(concurrency).unwrap_or(u32::MAX).max(2)),
+            ..DatabaseConfig::default()
+        };
+        Database::connect(&self.database, &config)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the database {}",
+                    database::redact(&self.database)
+                )
+            })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create or update the tables of the factoring domain (migrations embedded in
+    /// this binary); safe to run again
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Fill the input tables with deterministic, realistic data (migrates first)
+    Seed {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Operations to generate (with 1 to 4 invoices each, and their payments)
+        #[arg(long, default_value_t = 1_000)]
+        operaciones: u64,
+        /// Seed of the generator: the same seed and size give the same rows
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Empty the domain's tables first instead of refusing a database with data
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -218,6 +273,13 @@ pub enum Command {
         args: Option<String>,
         #[command(flatten)]
         plugins: PluginArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// The tasks' database: create its tables, fill it with sample data
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
     },
     /// Run tasks from the queue: claims only as many as it has free slots, renews their
     /// leases, stops cleanly on SIGTERM or Ctrl-C
@@ -228,9 +290,12 @@ pub enum Command {
         broker: BrokerArgs,
         #[command(flatten)]
         plugins: PluginArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
-    /// Everything in one process: the HTTP API and a worker, on the embedded SQLite
-    /// queue unless --broker says otherwise
+    /// Everything in one process: the HTTP API, a worker and the scheduler, on the
+    /// embedded SQLite queue and database unless --broker and --database say otherwise;
+    /// migrates the database at start
     Serve {
         #[command(flatten)]
         config: ConfigArgs,
@@ -242,6 +307,8 @@ pub enum Command {
         broker: BrokerArgs,
         #[command(flatten)]
         plugins: PluginArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
     /// The HTTP API alone, in front of a broker that separate workers consume
     Api {
@@ -288,18 +355,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             task,
             args,
             plugins,
+            database,
         } => {
             let registry = open_registry(&plugins)?;
-            run_once(&registry.snapshot(), &task, args.as_deref())
+            run_once(&registry.snapshot(), &task, args.as_deref(), &database)
         }
+        Command::Db { command } => run_async(db_command(command)),
         Command::Worker {
             worker,
             broker,
             plugins,
+            database,
         } => {
             let (registry, _watch) = open_watched_registry(&plugins)?;
-            let config = worker.config(&broker);
+            let mut config = worker.config(&broker);
             run_async(async move {
+                config.database = Some(database.connect(config.concurrency).await?);
                 let broker = broker.connect().await?;
                 Worker::new(broker, registry, config)
                     .run(shutdown_signal())
@@ -313,10 +384,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             worker,
             broker,
             plugins,
+            database,
         } => {
             let (config, registry, _watch) = open_scheduled(&config, &plugins)?;
-            let worker_config = worker.config(&broker);
+            let mut worker_config = worker.config(&broker);
             run_async(async move {
+                let db = database.connect(worker_config.concurrency + 1).await?;
+                db.migrate().await.with_context(|| {
+                    format!(
+                        "cannot migrate the database {}",
+                        database::redact(&database.database)
+                    )
+                })?;
+                worker_config.database = Some(db.clone());
                 let broker = broker.connect().await?;
                 // Bound before the worker and scheduler start: a taken port fails the
                 // start, not a process that already claimed tasks.
@@ -332,7 +412,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let _ = stopped.wait_for(|s| *s).await;
                 };
                 let state = AppState::new(Arc::clone(&broker), Arc::clone(&registry), api.config())
-                    .with_schedules(Arc::clone(&config));
+                    .with_schedules(Arc::clone(&config))
+                    .with_database(db);
                 let scheduler = Scheduler::new(Arc::clone(&broker), Arc::clone(&registry), config)?;
                 let beat = tokio::spawn(scheduler.run(until_stopped(stopped.clone())));
                 let worker = tokio::spawn(
@@ -505,7 +586,48 @@ fn write_tasks_table(out: &mut impl Write, dir: &Path, catalog: &Catalog) -> std
     Ok(())
 }
 
-fn run_once(catalog: &Arc<Catalog>, name: &str, args: Option<&str>) -> anyhow::Result<ExitCode> {
+async fn db_command(command: DbCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DbCommand::Migrate { database } => {
+            let db = database.connect(1).await?;
+            db.migrate().await?;
+            println!("migrated {}", database::redact(&database.database));
+        }
+        DbCommand::Seed {
+            database,
+            operaciones,
+            seed,
+            replace,
+        } => {
+            let db = database.connect(2).await?;
+            db.migrate().await?;
+            let started = std::time::Instant::now();
+            let report = database::seed::seed(
+                &db,
+                database::seed::SeedConfig {
+                    operaciones,
+                    seed,
+                    replace,
+                },
+            )
+            .await?;
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "seeded {}",
+                database::redact(&database.database)
+            );
+            println!("{}", serde_json::to_string(&report)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_once(
+    catalog: &Arc<Catalog>,
+    name: &str,
+    args: Option<&str>,
+    database: &DatabaseArgs,
+) -> anyhow::Result<ExitCode> {
     let Some(task) = catalog.resolve(name) else {
         let close = catalog.suggest(name);
         if close.is_empty() {
@@ -523,8 +645,18 @@ fn run_once(catalog: &Arc<Catalog>, name: &str, args: Option<&str>) -> anyhow::R
     };
     let task_id = uuid::Uuid::now_v7().to_string();
     tracing::info!(task = %task.def.name, task_id, "running task in-process");
-    let ctx = RunContext::new(task_id.clone());
-    match task.run(&args, &ctx) {
+    // The task runs on this thread; its database calls wait on the runtime's.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let db = runtime.block_on(database.connect(1))?;
+    let ctx =
+        RunContext::new(task_id.clone()).with_session(Session::new(db, runtime.handle().clone()));
+    let outcome = task.run(&args, &ctx);
+    ctx.session.release();
+    match outcome {
         Ok(result) => {
             println!("{result}");
             Ok(ExitCode::SUCCESS)

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod database;
 pub mod plugins;
 pub mod queue;
 pub mod scheduler;

@@ -6,15 +6,21 @@
 //!
 //! # Evolving this module
 //!
-//! - [`PluginMod`] is a prefix type: a later version may append fields below the one marked
-//!   `#[sabi(last_prefix_field)]`. A host reading an older plugin sees those fields as
-//!   absent (`Option`), an older host never looks at them. Each new field names the
-//!   version that added it.
-//! - [`HostContext`] is a `#[sabi_trait]` whose vtable is a prefix type too: methods
-//!   appended after `is_cancelled` are new capabilities (the database session will come
-//!   that way) that older plugins never call.
+//! - [`PluginMod`] is a prefix type: a later version may append fields below the one
+//!   marked `#[sabi(last_prefix_field)]`, and an older host still loads a plugin built
+//!   with them (abi_stable lets the library's side be longer) without looking at them.
+//!   The reverse, a host with more fields than the plugin, fails the check.
+//! - [`HostContext`] is a `#[sabi_trait]` whose vtable is a prefix type too, but it
+//!   travels the other way, host to plugin, and abi_stable's check refuses a library
+//!   whose prefix types are *shorter* than the host's. So a method added to it (the
+//!   database session's, after 0.1) makes a new interface version: the frozen
+//!   [`v0_1`] module keeps the previous one, and the host loads a library against the
+//!   current interface or, failing that, against an earlier one, giving each the
+//!   context it was built for. The compatibility test runs a frozen build of the 0.1.0
+//!   demo plugin.
 //! - Plain structs ([`TaskDescriptor`], [`RunError`], ...) are frozen: changing a field is
-//!   a breaking change. New per-task data comes through a new root-module field.
+//!   a breaking change. New per-task data comes through a new root-module field (and a
+//!   frozen copy of the previous layout for the host to fall back on).
 //! - Arguments and results cross as JSON text: their shape is the tasks' business, not
 //!   the ABI's.
 
@@ -30,6 +36,8 @@ use abi_stable::{
     std_types::{ROption, RResult, RStr, RString, RVec},
     RRef, StableAbi,
 };
+
+pub mod v0_1;
 
 /// The name of the symbol every plugin exports, as `abi_stable` 0.11 mangles it.
 ///
@@ -191,6 +199,36 @@ pub trait HostContext: Sync {
     /// tasks check it between steps and return early.
     #[sabi(last_prefix_field)]
     fn is_cancelled(&self) -> bool;
+
+    // Database session (after 0.1.0; see the module docs). The run's session is acquired on the first of
+    // these calls and released by the host when the run ends, however it ends; a
+    // transaction still open then is rolled back. Parameters cross as a JSON array (see
+    // `sdk::db::Value` for the encoding), rows as a JSON array of objects keyed by column
+    // name. Errors come as a `RunError` whose kind says whether a retry may help.
+
+    /// Which database the session talks to: `"sqlite"` or `"postgres"`.
+    fn db_dialect(&self) -> RResult<RString, RunError>;
+
+    /// Runs a statement that returns rows; `$1`, `$2`, ... are `params`.
+    fn db_query(&self, sql: RStr<'_>, params: RStr<'_>) -> RResult<RString, RunError>;
+
+    /// Runs a statement once per parameter list of `params` (a JSON array of arrays)
+    /// and returns the total of rows affected.
+    fn db_execute(&self, sql: RStr<'_>, params: RStr<'_>) -> RResult<u64, RunError>;
+
+    /// Begins, commits or rolls back the session's transaction.
+    fn db_transaction(&self, step: TransactionStep) -> RResult<(), RunError>;
+}
+
+/// What [`HostContext::db_transaction`] does. A newtype over `u8`, like [`ErrorKind`].
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TransactionStep(pub u8);
+
+impl TransactionStep {
+    pub const BEGIN: Self = Self(0);
+    pub const COMMIT: Self = Self(1);
+    pub const ROLLBACK: Self = Self(2);
 }
 
 /// The borrowed context a plugin receives for one run.

@@ -56,9 +56,10 @@ pub use toolbox_plugin_macros::task;
 
 /// The few names a plugin author needs.
 pub mod prelude {
-    pub use crate::export_plugin;
+    pub use crate::sdk::db::{Dialect, Value};
     pub use crate::sdk::{Context, Task, TaskError};
     pub use crate::task;
+    pub use crate::{export_plugin, params};
 }
 
 #[doc(hidden)]

@@ -6,6 +6,7 @@
 //! parallel test processes, and an up-to-date build costs a fraction of a second).
 
 pub mod brokers;
+pub mod databases;
 pub mod http;
 pub mod processes;
 
@@ -29,10 +30,28 @@ pub struct Artifacts {
     pub not_a_plugin: PathBuf,
     /// A library whose initialiser aborts the process that loads it.
     pub crash_on_load: PathBuf,
+    /// The demo plugin as built against the plugin interface of commit cdd8dc2, before
+    /// `HostContext` grew its database methods (`tests/compat-fixtures`, frozen).
+    pub legacy_demo: PathBuf,
     /// Two builds of one plugin (`fixture.version`, `fixture.wait`) answering "v1" / "v2".
     pub reload_v1: PathBuf,
     pub reload_v2: PathBuf,
+    /// `fixture.db_*`: arbitrary statements and runs that end badly in a transaction.
+    pub db_fixture: PathBuf,
+    /// The six `toolbox.*` finance plugins, by task name without the domain
+    /// (`tipo_cambio`, `etl`, `tablas_cxc`, `tablas_reportes`, `kpi`, `kpi_acumulado`).
+    pub finanzas: Vec<(&'static str, PathBuf)>,
 }
+
+/// The finance plugins' crates and the task each exports.
+pub const FINANZAS: [(&str, &str); 6] = [
+    ("toolbox-tipo-cambio", "tipo_cambio"),
+    ("toolbox-etl", "etl"),
+    ("toolbox-tablas-cxc", "tablas_cxc"),
+    ("toolbox-tablas-reportes", "tablas_reportes"),
+    ("toolbox-kpi", "kpi"),
+    ("toolbox-kpi-acumulado", "kpi_acumulado"),
+];
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -66,11 +85,23 @@ pub fn artifacts() -> &'static Artifacts {
     static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
     ARTIFACTS.get_or_init(|| {
         let target = target_dir();
-        cargo_build(&["-p", "toolbox", "-p", "toolbox-demo"]);
+        let mut packages = vec!["-p", "toolbox", "-p", "toolbox-demo"];
+        for (package, _) in FINANZAS {
+            packages.extend(["-p", package]);
+        }
+        cargo_build(&packages);
         let fixtures_target = target.join("fixtures");
         cargo_build(&[
             "--manifest-path",
             "tests/fixtures/Cargo.toml",
+            "--target-dir",
+            fixtures_target.to_str().expect("utf-8 target dir"),
+        ]);
+        // Same target dir as tests/fixtures: abi_stable, with the same features and
+        // versions, is compiled once for both.
+        cargo_build(&[
+            "--manifest-path",
+            "tests/compat-fixtures/Cargo.toml",
             "--target-dir",
             fixtures_target.to_str().expect("utf-8 target dir"),
         ]);
@@ -90,8 +121,19 @@ pub fn artifacts() -> &'static Artifacts {
             incompatible: fixtures.join("libfixture_incompatible.so"),
             not_a_plugin: fixtures.join("libfixture_not_a_plugin.so"),
             crash_on_load: fixtures.join("libfixture_crash_on_load.so"),
+            legacy_demo: fixtures.join("libfixture_legacy_demo.so"),
             reload_v1: reload.join("libfixture_reload_v1.so"),
             reload_v2: reload.join("libfixture_reload_v2.so"),
+            db_fixture: reload.join("libfixture_db.so"),
+            finanzas: FINANZAS
+                .iter()
+                .map(|(package, task)| {
+                    (
+                        *task,
+                        debug.join(format!("lib{}.so", package.replace('-', "_"))),
+                    )
+                })
+                .collect(),
         }
     })
 }

@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 
 pub use self::error::ApiError;
 use crate::{
+    database::Database,
     plugins::{PluginRegistry, TaskHandle},
     queue::Broker,
     scheduler::ConfigFile,
@@ -65,6 +66,8 @@ pub struct AppState {
     /// Compiled argument schemas by plugin hash and task: compiling one per request
     /// would cost more than the request.
     schemas: Arc<RwLock<SchemaCache>>,
+    /// The tasks' database, when this process runs tasks (`serve`): part of readiness.
+    database: Option<Database>,
 }
 
 impl AppState {
@@ -75,7 +78,14 @@ impl AppState {
             config: Arc::new(config),
             schedules: Arc::new(ConfigFile::default()),
             schemas: Arc::default(),
+            database: None,
         }
+    }
+
+    /// The database `/ready` checks besides the broker.
+    pub fn with_database(mut self, database: Database) -> Self {
+        self.database = Some(database);
+        self
     }
 
     /// The schedules `/schedules` shows, from the config file (plugins' own are added).

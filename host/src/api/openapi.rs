@@ -165,7 +165,7 @@ pub async fn document(State(state): State<AppState>) -> Json<Value> {
         "responses": {"200": {"description": "Alive", "content": {"application/json": {"schema": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}}}}},
     }}));
     paths.insert("/ready".into(), json!({"get": {
-        "operationId": "ready", "summary": "Readiness: the broker answers", "tags": ["operations"],
+        "operationId": "ready", "summary": "Readiness: the broker (and the database, in serve) answer", "tags": ["operations"],
         "responses": {
             "200": {"description": "Ready", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}},
             "503": {"description": "Not ready", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}}

@@ -25,20 +25,32 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Readiness: the broker answers.
+/// Readiness: the broker answers, and so does the database where this process has one.
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    match state.broker.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({"status": "ready", "broker": {"kind": state.broker.kind(), "ok": true}})),
-        ),
-        Err(error) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "status": "unavailable",
-                "broker": {"kind": state.broker.kind(), "ok": false, "error": error.to_string()}
-            })),
-        ),
+    let broker = state.broker.ping().await;
+    let mut body = json!({
+        "status": "ready",
+        "broker": match &broker {
+            Ok(()) => json!({"kind": state.broker.kind(), "ok": true}),
+            Err(error) => json!({"kind": state.broker.kind(), "ok": false, "error": error.to_string()}),
+        },
+    });
+    let mut ok = broker.is_ok();
+    if let Some(database) = &state.database {
+        let kind = database.dialect().name();
+        body["database"] = match database.ping().await {
+            Ok(()) => json!({"kind": kind, "ok": true}),
+            Err(error) => {
+                ok = false;
+                json!({"kind": kind, "ok": false, "error": error.to_string()})
+            }
+        };
+    }
+    if ok {
+        (StatusCode::OK, Json(body))
+    } else {
+        body["status"] = json!("unavailable");
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body))
     }
 }
 

@@ -26,6 +26,7 @@ fn describe(catalog: &Catalog, mapped: usize, rescans: usize) -> Value {
                 "name": p.name,
                 "version": p.version,
                 "sha256": p.sha256,
+                "interface": p.interface(),
                 "tasks": p.tasks.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
                 "loaded_at": loaded_at,
             })

@@ -16,7 +16,7 @@ use abi_stable::{
     std_types::{RResult, RStr},
 };
 use sha2::{Digest, Sha256};
-use toolbox_plugin_api::abi::{HostContext_TO, PluginManifest, PluginModRef};
+use toolbox_plugin_api::abi::{v0_1, HostContext_TO, PluginManifest, PluginModRef};
 
 use super::{
     elf, names, probe,
@@ -60,7 +60,25 @@ pub struct LoadedPlugin {
     pub tasks: Vec<TaskDef>,
     /// Tasks it declares that were refused (bad name, bad schema, declared twice).
     pub refused_tasks: Vec<LoadError>,
-    module: PluginModRef,
+    module: PluginModule,
+}
+
+/// A library's root module, by the interface version it was built against.
+#[derive(Clone, Copy)]
+pub(crate) enum PluginModule {
+    Current(PluginModRef),
+    /// Built against toolbox 0.1.0: runs without a database session.
+    V0_1(v0_1::PluginModRef),
+}
+
+impl PluginModule {
+    /// The interface version, for logs and `/plugins`.
+    pub(crate) fn interface(&self) -> &'static str {
+        match self {
+            Self::Current(_) => "current",
+            Self::V0_1(_) => "0.1",
+        }
+    }
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -78,11 +96,24 @@ impl LoadedPlugin {
     /// Runs the task named `task` (full name) with `args` (JSON text) on this thread.
     /// Blocking; a panic in the task comes back as [`TaskFailure::Panicked`].
     pub fn run(&self, task: &str, args: &str, ctx: &RunContext) -> Result<String, TaskFailure> {
-        let host = HostContext_TO::from_ptr(ctx, TD_Opaque);
-        match (self.module.run())(RStr::from_str(task), RStr::from_str(args), host) {
+        let (task, args) = (RStr::from_str(task), RStr::from_str(args));
+        let outcome = match self.module {
+            PluginModule::Current(module) => {
+                (module.run())(task, args, HostContext_TO::from_ptr(ctx, TD_Opaque))
+            }
+            PluginModule::V0_1(module) => {
+                (module.run())(task, args, v0_1::HostContext_TO::from_ptr(ctx, TD_Opaque))
+            }
+        };
+        match outcome {
             RResult::ROk(json) => Ok(json.into_string()),
             RResult::RErr(error) => Err(TaskFailure::from_abi(error)),
         }
+    }
+
+    /// The plugin interface version it was built against: `"current"` or `"0.1"`.
+    pub fn interface(&self) -> &'static str {
+        self.module.interface()
     }
 
     /// `name@version`, as `/tasks/available` shows it in `module`.
@@ -240,12 +271,28 @@ pub(crate) fn read_checked(file: &Path) -> Result<Vec<u8>, LoadError> {
 
 /// dlopens `path` (a private copy) and checks its root module against this host's
 /// interface. Errors name `reported` (the user's file), not the copy.
-pub(crate) fn open_module(path: &Path, reported: &Path) -> Result<PluginModRef, LoadError> {
+/// Loads the root module, checked against the current interface or, for a plugin
+/// built before it, an earlier one (see `toolbox_plugin_api::abi::v0_1`).
+pub(crate) fn open_module(path: &Path, reported: &Path) -> Result<PluginModule, LoadError> {
     let file = reported.to_path_buf();
     let header = lib_header_from_path(path).map_err(|e| library_error(e, &file))?;
-    header
-        .init_root_module::<PluginModRef>()
-        .map_err(|e| library_error(e, &file))
+    match header.init_root_module::<PluginModRef>() {
+        Ok(module) => Ok(PluginModule::Current(module)),
+        Err(current @ LibraryError::AbiInstability(_)) => {
+            match header.init_root_module::<v0_1::PluginModRef>() {
+                Ok(module) => {
+                    tracing::info!(
+                        file = %file.display(),
+                        "plugin built against interface 0.1: it runs without database sessions"
+                    );
+                    Ok(PluginModule::V0_1(module))
+                }
+                // Matching no version, the mismatch worth reporting is the current one.
+                Err(_) => Err(library_error(current, &file)),
+            }
+        }
+        Err(other) => Err(library_error(other, &file)),
+    }
 }
 
 fn library_error(error: LibraryError, file: &Path) -> LoadError {
@@ -348,10 +395,14 @@ fn first_lines(text: &str) -> String {
 }
 
 pub(crate) fn read_manifest(
-    module: PluginModRef,
+    module: PluginModule,
     file: &Path,
 ) -> Result<PluginManifest, LoadError> {
-    match (module.manifest())() {
+    let manifest = match module {
+        PluginModule::Current(module) => (module.manifest())(),
+        PluginModule::V0_1(module) => (module.manifest())(),
+    };
+    match manifest {
         RResult::ROk(manifest) => Ok(manifest),
         RResult::RErr(message) => Err(LoadError::InitFailed {
             file: file.to_path_buf(),

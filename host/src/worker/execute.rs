@@ -12,6 +12,7 @@ use std::{
 use tokio::sync::mpsc;
 
 use crate::{
+    database::{Database, Session},
     plugins::{CancelFlag, RunContext, RunObserver, TaskFailure, TaskHandle},
     queue::{retry_delay, Delivery, Outcome, Progress},
 };
@@ -69,6 +70,7 @@ pub(super) struct Limits {
 pub(super) fn start(
     task: Arc<TaskHandle>,
     delivery: &Delivery,
+    database: Option<&Database>,
     limits: &Limits,
     done: mpsc::UnboundedSender<Finished>,
 ) -> Arc<RunState> {
@@ -85,6 +87,10 @@ pub(super) fn start(
             task: task.def.name.clone(),
             progress: Arc::clone(&state.progress),
         }),
+        session: match database {
+            Some(db) => Session::new(db.clone(), tokio::runtime::Handle::current()),
+            None => Session::none(),
+        },
     };
     let args = delivery.args.clone();
     let retries_used = delivery.retries;
@@ -95,7 +101,13 @@ pub(super) fn start(
     tokio::spawn(async move {
         let time_limit = task.def.time_limit_ms.map(Duration::from_millis);
         let run_task = Arc::clone(&task);
-        let mut join = tokio::task::spawn_blocking(move || run_task.run(&args, &ctx));
+        let mut join = tokio::task::spawn_blocking(move || {
+            let result = run_task.run(&args, &ctx);
+            // Here, on the run's own thread, however the run ended: a panic was caught
+            // inside the plugin, a time limit or revoke only asked it to return.
+            ctx.session.release();
+            result
+        });
         let mut timed_out = false;
         let result = match time_limit {
             None => Some((&mut join).await),

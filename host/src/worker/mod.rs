@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, Notify};
 
 use self::execute::{Finished, Limits, RunState};
 use crate::{
+    database::Database,
     plugins::PluginRegistry,
     queue::{
         now_ms, Broker, Completion, Delivery, Lease, LeaseStatus, LeaseUpdate, Outcome, Progress,
@@ -61,6 +62,8 @@ pub struct WorkerConfig {
     pub reclaim_every: Duration,
     /// How often this worker says it is alive.
     pub heartbeat_every: Duration,
+    /// The tasks' database: each run gets a session of this pool.
+    pub database: Option<Database>,
 }
 
 impl WorkerConfig {
@@ -75,6 +78,7 @@ impl WorkerConfig {
             time_limit_grace: Duration::from_secs(5),
             reclaim_every: Duration::from_secs(5),
             heartbeat_every: Duration::from_secs(5),
+            database: None,
         }
     }
 }
@@ -377,7 +381,13 @@ fn start(
         return None;
     };
     tracing::debug!(task = %delivery.name, task_id = %delivery.lease.task_id, attempt = delivery.attempt, "task started");
-    let state = execute::start(Arc::clone(task), &delivery, limits, done.clone());
+    let state = execute::start(
+        Arc::clone(task),
+        &delivery,
+        config.database.as_ref(),
+        limits,
+        done.clone(),
+    );
     Some(Running {
         lease: delivery.lease,
         state,

@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use abi_stable::std_types::RStr;
 
-use super::TaskError;
+use super::{db::Db, TaskError};
 use crate::abi::{HostContextRef, LogLevel};
 
 /// What a run can ask of the host: who it is, where to log, how far it got, and whether
@@ -49,6 +49,11 @@ impl<'a> Context<'a> {
     /// Reports that `done` of `total` steps are finished.
     pub fn progress(&self, done: u64, total: u64, message: &str) {
         self.host.progress(done, total, RStr::from_str(message));
+    }
+
+    /// The run's database session (acquired on first use, released when the run ends).
+    pub fn db(&self) -> Db<'_, 'a> {
+        Db::new(&self.host)
     }
 
     /// Whether the host asked this run to stop.

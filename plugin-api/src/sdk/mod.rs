@@ -5,6 +5,7 @@
 //! library. Nothing here exposes `abi_stable`.
 
 mod context;
+pub mod db;
 mod error;
 #[doc(hidden)]
 pub mod export;

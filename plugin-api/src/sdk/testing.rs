@@ -31,11 +31,11 @@ use std::sync::{
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{RStr, RString},
+    std_types::{RErr, RResult, RStr, RString},
 };
 
 use super::{export, Context, Task, TaskError};
-use crate::abi::{ErrorKind, HostContext, HostContext_TO, LogLevel};
+use crate::abi::{ErrorKind, HostContext, HostContext_TO, LogLevel, RunError, TransactionStep};
 
 /// A host for tests: records log lines and progress, and can ask the run to stop.
 #[derive(Default)]
@@ -111,5 +111,31 @@ impl HostContext for TestHost {
 
     fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst)
+    }
+
+    fn db_dialect(&self) -> RResult<RString, RunError> {
+        RErr(no_database())
+    }
+
+    fn db_query(&self, _sql: RStr<'_>, _params: RStr<'_>) -> RResult<RString, RunError> {
+        RErr(no_database())
+    }
+
+    fn db_execute(&self, _sql: RStr<'_>, _params: RStr<'_>) -> RResult<u64, RunError> {
+        RErr(no_database())
+    }
+
+    fn db_transaction(&self, _step: TransactionStep) -> RResult<(), RunError> {
+        RErr(no_database())
+    }
+}
+
+/// Database tasks are tested against a real database through the host (see the
+/// workspace's integration tests); the fake host has none.
+fn no_database() -> RunError {
+    RunError {
+        kind: ErrorKind::FATAL,
+        message: "TestHost has no database session".into(),
+        retry_after_ms: abi_stable::std_types::ROption::RNone,
     }
 }
