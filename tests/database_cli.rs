@@ -190,6 +190,14 @@ fn serve_runs_the_finance_tasks_over_http_on_postgres() {
         vec![json!({"saldo_pen": 374710, "dias_vencido": 10, "tramo": "1-30"})]
     );
 
+    // Without arguments the cut-off is today, when the invoice is still owed.
+    let id = execute(&server, "toolbox.tablas_cxc", "");
+    let body = status_until(&server, &id, finished);
+    assert_eq!(body["status"], "SUCCESS", "{body:#}");
+    assert_eq!(body["result"]["records"], json!(1), "{body:#}");
+    let today = body["result"]["fecha_corte"].as_str().unwrap_or_default();
+    assert!(today.len() == 10 && today > "2026-01-01", "{body:#}");
+
     // A malformed date is refused by the task's schema before anything is enqueued.
     let reply = post(
         &server.url("/tasks/execute/toolbox.tablas_cxc"),

@@ -65,12 +65,12 @@ struct Rate {
 }
 
 impl Task for TablasCxc {
-    type Args = Args;
+    type Args = Option<Args>;
     type Output = Output;
 
-    fn run(&self, ctx: &Context<'_>, args: Args) -> Result<Output, TaskError> {
-        let corte = match &args.fecha_corte {
-            Some(text) => parse_date(text)
+    fn run(&self, ctx: &Context<'_>, args: Option<Args>) -> Result<Output, TaskError> {
+        let corte = match args.and_then(|a| a.fecha_corte) {
+            Some(text) => parse_date(&text)
                 .map_err(|e| TaskError::invalid_args(format!("fecha_corte: {e}")))?,
             None => today(),
         }
@@ -111,7 +111,7 @@ impl Task for TablasCxc {
 
     fn args_schema() -> Option<Json> {
         Some(json!({
-            "type": "object",
+            "type": ["object", "null"],
             "properties": {
                 "fecha_corte": {
                     "type": "string",
