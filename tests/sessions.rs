@@ -53,6 +53,12 @@ on_both_databases! {
             .unwrap_err();
         assert!(failure.message().contains("parameter $1"), "{failure}");
         assert!(failure.message().contains("2024-02-30"), "{failure}");
+
+        // A transaction the session would not know of (and so not roll back) is refused.
+        let failure = db
+            .run(&catalog, "fixture.db_query", json!({"sql": "BEGIN", "params": []}))
+            .unwrap_err();
+        assert!(failure.message().contains("ctx.db().transaction"), "{failure}");
     };
 
     a_run_that_panics_in_a_transaction_gives_its_connection_back => |kind| {

@@ -78,6 +78,9 @@ enum Connection {
 struct State {
     connection: Option<Connection>,
     in_transaction: bool,
+    /// A transaction may still be open on the connection: close it rather than give it
+    /// back to the pool.
+    in_doubt: bool,
     ended: bool,
 }
 
@@ -117,6 +120,7 @@ impl Session {
     /// Runs `sql` with the parameters `params` (a JSON array) and returns its rows as a
     /// JSON array of objects.
     pub fn query(&self, sql: &str, params: &str) -> Result<String, SessionError> {
+        refuse_transaction_control(sql)?;
         let params = params::parse_single(params).map_err(|reason| SessionError::Params {
             sql: abbreviate(sql),
             reason,
@@ -135,6 +139,7 @@ impl Session {
     /// returns the rows affected in all. Several lists outside a transaction run in one
     /// of their own: all of them or none.
     pub fn execute(&self, sql: &str, params: &str) -> Result<u64, SessionError> {
+        refuse_transaction_control(sql)?;
         let lists = params::parse_lists(params).map_err(|reason| SessionError::Params {
             sql: abbreviate(sql),
             reason,
@@ -194,13 +199,32 @@ impl Session {
         let result = self.with_connection(|connection, runtime| {
             runtime.block_on(run(connection, &sql, &[])).map(drop)
         });
+        let result = match (step, result) {
+            // PostgreSQL ends a transaction whose COMMIT fails; SQLite may keep it open
+            // (a busy COMMIT can be retried). Roll back so that it is over on both: a
+            // rollback of nothing is a warning on PostgreSQL, an error on SQLite that
+            // only costs the connection below.
+            (Step::Commit, Err(error)) => {
+                let rollback: Arc<str> = Arc::from("ROLLBACK");
+                let rolled_back = self.with_connection(|connection, runtime| {
+                    runtime.block_on(run(connection, &rollback, &[])).map(drop)
+                });
+                if rolled_back.is_err() {
+                    self.lock().in_doubt = true;
+                }
+                Err(error)
+            }
+            (_, result) => result,
+        };
         let mut state = self.lock();
         match step {
             Step::Begin => state.in_transaction = result.is_ok(),
-            // A failed COMMIT has ended the transaction too (PostgreSQL rolls it back);
-            // a failed ROLLBACK leaves the connection in doubt: release() closes it.
             Step::Commit => state.in_transaction = false,
-            Step::Rollback => state.in_transaction = result.is_err(),
+            // A failed ROLLBACK leaves the connection in doubt: release() closes it.
+            Step::Rollback => {
+                state.in_transaction = false;
+                state.in_doubt |= result.is_err();
+            }
         }
         result
     }
@@ -210,16 +234,13 @@ impl Session {
     /// that ran the task, where blocking is allowed; later calls fail with
     /// [`SessionError::Ended`].
     pub fn release(&self) {
-        let (connection, in_transaction) = {
+        let (connection, ending) = {
             let mut state = self.lock();
             state.ended = true;
-            (
-                state.connection.take(),
-                std::mem::take(&mut state.in_transaction),
-            )
+            (state.connection.take(), Ending::of(&mut state))
         };
         if let (Some(connection), Some(runtime)) = (connection, &self.runtime) {
-            runtime.block_on(give_back(connection, in_transaction));
+            runtime.block_on(give_back(connection, ending));
         }
     }
 
@@ -265,9 +286,9 @@ impl Drop for Session {
     /// gives the connection back from a task, since this may be an async thread.
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        let in_transaction = std::mem::take(&mut state.in_transaction);
+        let ending = Ending::of(state);
         if let (Some(connection), Some(runtime)) = (state.connection.take(), &self.runtime) {
-            runtime.spawn(give_back(connection, in_transaction));
+            runtime.spawn(give_back(connection, ending));
         }
     }
 }
@@ -280,24 +301,57 @@ pub enum Step {
     Rollback,
 }
 
-async fn give_back(connection: Connection, in_transaction: bool) {
-    if !in_transaction {
-        return; // dropping a PoolConnection returns it to the pool
+/// How a session's connection is left when the run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Clean,
+    /// The run left its transaction open: roll it back.
+    OpenTransaction,
+    /// A rollback failed earlier: the connection's state is unknown.
+    InDoubt,
+}
+
+impl Ending {
+    fn of(state: &mut State) -> Self {
+        let ending = if state.in_doubt {
+            Self::InDoubt
+        } else if state.in_transaction {
+            Self::OpenTransaction
+        } else {
+            Self::Clean
+        };
+        state.in_transaction = false;
+        state.in_doubt = false;
+        ending
     }
-    let rollback: Arc<str> = Arc::from("ROLLBACK");
-    let mut connection = connection;
-    match run(&mut connection, &rollback, &[]).await {
-        Ok(_) => tracing::debug!("rolled back a transaction the run left open"),
-        Err(error) => {
-            tracing::warn!(%error, "cannot roll back a run's transaction; closing its connection");
-            let closed = match connection {
-                Connection::Sqlite(c) => c.close().await,
-                Connection::Postgres(c) => c.close().await,
-            };
-            if let Err(error) = closed {
-                tracing::warn!(%error, "closing the connection failed");
+}
+
+async fn give_back(mut connection: Connection, ending: Ending) {
+    match ending {
+        // Dropping a PoolConnection returns it to the pool.
+        Ending::Clean => return,
+        Ending::OpenTransaction => {
+            let rollback: Arc<str> = Arc::from("ROLLBACK");
+            match run(&mut connection, &rollback, &[]).await {
+                Ok(_) => {
+                    tracing::debug!("rolled back a transaction the run left open");
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot roll back a run's transaction; closing its connection");
+                }
             }
         }
+        Ending::InDoubt => {
+            tracing::warn!("a run's connection may hold a transaction; closing it");
+        }
+    }
+    let closed = match connection {
+        Connection::Sqlite(c) => c.close().await,
+        Connection::Postgres(c) => c.close().await,
+    };
+    if let Err(error) = closed {
+        tracing::warn!(%error, "closing the connection failed");
     }
 }
 
@@ -365,11 +419,72 @@ async fn fetch(
     }
 }
 
+/// A transaction the session does not know of would escape the rollback at the end of
+/// the run (and leak into the next run's connection): transactions go through
+/// [`Session::transaction`] only.
+fn refuse_transaction_control(sql: &str) -> Result<(), SessionError> {
+    let first = sql
+        .trim_start_matches(|c: char| c.is_whitespace() || c == '(' || c == ';')
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    if matches!(
+        first.as_str(),
+        "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "SAVEPOINT" | "RELEASE"
+    ) {
+        return Err(SessionError::Transaction(
+            "transaction statements are not allowed here: use the session's transaction \
+             (ctx.db().transaction(...)), which the host rolls back if the run fails",
+        ));
+    }
+    Ok(())
+}
+
 /// The start of a statement, for error messages.
 fn abbreviate(sql: &str) -> String {
     let flat = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     match flat.char_indices().nth(100) {
         Some((cut, _)) => format!("{}…", &flat[..cut]),
         None => flat,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transaction_statements_are_refused_outside_the_session_api() {
+        for sql in [
+            "BEGIN",
+            "  begin immediate",
+            "COMMIT;",
+            "(rollback)",
+            "START TRANSACTION",
+            "savepoint a",
+            "END",
+        ] {
+            assert!(refuse_transaction_control(sql).is_err(), "{sql}");
+        }
+        for sql in [
+            "SELECT 1",
+            "INSERT INTO t VALUES (1)",
+            "WITH x AS (SELECT 1) SELECT * FROM x",
+            "DELETE FROM ending",
+        ] {
+            assert!(refuse_transaction_control(sql).is_ok(), "{sql}");
+        }
+    }
+
+    #[test]
+    fn only_connection_trouble_is_transient() {
+        assert!(SessionError::Acquire(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(!SessionError::Transaction("x").is_transient());
+        assert!(!SessionError::Database {
+            sql: "SELECT".into(),
+            source: sqlx::Error::RowNotFound
+        }
+        .is_transient());
     }
 }
