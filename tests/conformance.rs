@@ -439,6 +439,136 @@ async fn a_released_task_reaches_a_worker_that_knows_it(backend: Backend) {
     assert!(!record.dead_lettered);
 }
 
+/// A task claimed ahead and handed back unstarted is neither an attempt nor a lost
+/// delivery; a stale hand-back changes nothing; a revoke wins over it.
+async fn a_returned_task_is_neither_an_attempt_nor_lost(backend: Backend) {
+    let t = backend.open_default().await;
+    let b = &*t.broker;
+    let kept = enqueue_one(b, task("background.noop", "q")).await;
+    let returned = enqueue_one(b, task("background.noop", "q")).await;
+    let revoked = enqueue_one(b, task("background.noop", "q")).await;
+    let first = b.cycle("w1", &["q".into()], &[], 3).await.unwrap();
+    assert_eq!(first.deliveries.len(), 3);
+    let lease = |id: &str| {
+        first
+            .deliveries
+            .iter()
+            .find(|d| d.lease.task_id == id)
+            .unwrap()
+            .lease
+            .clone()
+    };
+    assert_eq!(b.revoke(&revoked).await.unwrap(), RevokeOutcome::Requested);
+    let give_back = |id: &str| {
+        done(
+            &lease(id),
+            Outcome::Return {
+                reason: "slots busy".into(),
+            },
+        )
+    };
+    let sent = vec![
+        done(
+            &lease(&kept),
+            Outcome::Success {
+                result: "null".into(),
+            },
+        ),
+        give_back(&returned),
+        give_back(&revoked),
+    ];
+    let cycle = b.cycle("w1", &["q".into()], &sent, 0).await.unwrap();
+    assert_eq!(cycle.applied, vec![true, true, true]);
+
+    let record = b.get(&returned).await.unwrap().unwrap();
+    assert_eq!(
+        (record.state, record.attempts, record.lost, record.retries),
+        (TaskState::Pending, 0, 0, 0),
+        "{record:#?}"
+    );
+    assert!(
+        record.history.iter().any(|h| h.event == "returned"),
+        "{record:#?}"
+    );
+    assert_eq!(
+        b.get(&revoked).await.unwrap().unwrap().state,
+        TaskState::Revoked
+    );
+
+    // Back in its queue at once, for any worker; its next run is attempt 1.
+    let again = b.cycle("w2", &["q".into()], &[], 5).await.unwrap();
+    let ids: Vec<&str> = again
+        .deliveries
+        .iter()
+        .map(|d| d.lease.task_id.as_str())
+        .collect();
+    assert_eq!(ids, vec![returned.as_str()]);
+    assert_eq!(again.deliveries[0].attempt, 1);
+    // The first claim's lease is stale now: handing it back again changes nothing.
+    let stale = b
+        .cycle("w1", &["q".into()], &[give_back(&returned)], 0)
+        .await
+        .unwrap();
+    assert_eq!(stale.applied, vec![false]);
+    assert_eq!(
+        b.get(&returned).await.unwrap().unwrap().state,
+        TaskState::Started
+    );
+}
+
+/// A worker that claims ahead (its recent runs were short) hands what waits behind an
+/// unexpectedly slow run back to the queue, where an idle worker takes it: the short
+/// tasks finish long before the slow one, each run once.
+async fn nothing_waits_behind_a_slow_run(backend: Backend) {
+    let t = backend.open_default().await;
+    let b = &*t.broker;
+    let mut config = worker_config(&["q"]);
+    config.concurrency = 1;
+    let first = TestWorker::start(Arc::clone(&t.broker), config.clone());
+    let mut config = config;
+    // A full sample of short runs: the first worker may now claim ahead.
+    let warm: Vec<NewTask> = (0..40).map(|_| task("background.noop", "q")).collect();
+    let warm = b.enqueue(warm).await.unwrap();
+    for id in &warm {
+        wait_for(b, &id.id, WAIT, |r| r.state.is_ready()).await;
+    }
+    // One slow task first (priority), then short ones, all due at the same moment.
+    let mut slow = NewTask::new("background.sleep", "q", json!({"ms": 3000}).to_string());
+    slow.priority = 9;
+    let mut batch = vec![slow];
+    batch.extend((0..5).map(|_| task("background.noop", "q")));
+    for t in &mut batch {
+        t.delay = Some(Duration::from_millis(300));
+    }
+    let ids: Vec<String> = b
+        .enqueue(batch)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    config.name = format!("{}-second", config.name);
+    let second = TestWorker::start(Arc::clone(&t.broker), config);
+    let started = std::time::Instant::now();
+    for id in &ids[1..] {
+        let record = wait_for(b, id, WAIT, |r| r.state.is_ready()).await;
+        assert_eq!(
+            (record.state, record.attempts, record.lost),
+            (TaskState::Success, 1, 0),
+            "{record:#?}"
+        );
+    }
+    let short_done = started.elapsed();
+    let slow = wait_for(b, &ids[0], WAIT, |r| r.state.is_ready()).await;
+    assert_eq!(slow.state, TaskState::Success);
+    assert!(
+        short_done < Duration::from_millis(2500),
+        "the short tasks waited {short_done:?} behind the slow one"
+    );
+    first.stop().await;
+    second.stop().await;
+}
+
 /// A schedule's tick fires once, however many schedulers try it; the last tick fired and
 /// its task are remembered.
 async fn scheduler_ticks_fire_once(backend: Backend) {
@@ -863,4 +993,6 @@ conformance!(
     leases_are_renewed_under_load,
     a_released_task_reaches_a_worker_that_knows_it,
     scheduler_ticks_fire_once,
+    a_returned_task_is_neither_an_attempt_nor_lost,
+    nothing_waits_behind_a_slow_run,
 );

@@ -161,6 +161,10 @@ pub struct WorkerArgs {
     /// Seconds runs in flight may take to finish after SIGTERM
     #[arg(long, env = "TOOLBOX_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// Tasks a worker of short runs may claim ahead of its free slots (only while its
+    /// recent runs show its slots start them within 2 ms); 0: one claim per free slot
+    #[arg(long, env = "TOOLBOX_PREFETCH_MAX", default_value_t = crate::worker::PREFETCH_MAX)]
+    pub prefetch_max: usize,
 }
 
 impl WorkerArgs {
@@ -174,6 +178,7 @@ impl WorkerArgs {
             (config.lease / 4).clamp(Duration::from_millis(250), Duration::from_secs(5));
         config.max_lost = self.max_deliveries.max(1);
         config.shutdown_grace = Duration::from_secs(self.shutdown_grace_secs);
+        config.prefetch_max = self.prefetch_max;
         config
     }
 }

@@ -371,7 +371,11 @@ impl Broker for SqliteBroker {
             let w = Some(completion.worker.as_str());
             // A revoke asked for while it ran wins over running it again.
             let outcome = match &completion.outcome {
-                Outcome::Retry { .. } | Outcome::Release { .. } if revoke == 1 => &Outcome::Revoked,
+                Outcome::Retry { .. } | Outcome::Release { .. } | Outcome::Return { .. }
+                    if revoke == 1 =>
+                {
+                    &Outcome::Revoked
+                }
                 other => other,
             };
             let finish = |state: &'static str| {
@@ -430,6 +434,19 @@ impl Broker for SqliteBroker {
                     .await
                     .map_err(db_error)?;
                     history(&mut tx, id, now, "retry", attempt, w, Some(error)).await?;
+                }
+                Outcome::Return { reason } => {
+                    // Claimed ahead and never started: not an attempt. Its due time is
+                    // unchanged, so it keeps its place at the front of its queue.
+                    sqlx::query(
+                        "UPDATE tb_tasks SET state = 'PENDING', attempts = attempts - 1, worker = NULL,
+                            started_at = NULL, lease_token = NULL, lease_expires = NULL WHERE id = $1",
+                    )
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                    history(&mut tx, id, now, "returned", attempt - 1, w, Some(reason)).await?;
                 }
                 Outcome::Release {
                     reason,

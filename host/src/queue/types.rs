@@ -144,6 +144,7 @@ pub struct Progress {
 pub struct HistoryEvent {
     pub at: Millis,
     /// `started`, `succeeded`, `failed`, `retry`, `revoked`, `lease_expired`, `released`,
+    /// `returned`,
     /// `dead_lettered`.
     pub event: String,
     pub attempt: u32,
@@ -229,6 +230,12 @@ pub enum Outcome {
         reason: String,
         max_lost: u32,
         delay: Duration,
+    },
+    /// Not run: claimed ahead of a free slot, and handed back unstarted because the
+    /// slots stayed busy. Back to its queue at once; neither an attempt nor a lost
+    /// delivery.
+    Return {
+        reason: String,
     },
 }
 

@@ -21,6 +21,8 @@ use crate::{
 pub(super) struct Finished {
     pub task_id: String,
     pub outcome: Outcome,
+    /// How long the run held its slot.
+    pub held_slot: Duration,
 }
 
 /// The state the worker loop keeps about a run, shared with the run's own task.
@@ -99,6 +101,7 @@ pub(super) fn start(
     let stuck = Arc::clone(&limits.stuck);
     let shared = Arc::clone(&state);
     tokio::spawn(async move {
+        let began = std::time::Instant::now();
         let time_limit = task.def.time_limit_ms.map(Duration::from_millis);
         let run_task = Arc::clone(&task);
         let mut join = tokio::task::spawn_blocking(move || {
@@ -148,7 +151,11 @@ pub(super) fn start(
                 shared.revoked.load(Ordering::SeqCst),
             ),
         };
-        let _ = done.send(Finished { task_id, outcome });
+        let _ = done.send(Finished {
+            task_id,
+            outcome,
+            held_slot: began.elapsed(),
+        });
     });
     state
 }

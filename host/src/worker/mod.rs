@@ -3,9 +3,18 @@
 //!
 //! One loop does all broker traffic. Each turn sends, in one `cycle` round trip, every
 //! outcome that finished since the last turn and asks for as many tasks as there are
-//! free slots — never more, so no task waits in a worker that cannot run it yet. When
-//! there is nothing to claim, the loop waits for a wake-up from the broker, a finished
-//! run, a timer or shutdown.
+//! free slots. When there is nothing to claim, the loop waits for a wake-up from the
+//! broker, a finished run, a timer or shutdown.
+//!
+//! Claiming ahead: a worker whose recent runs were all short (the slowest of the last
+//! [`PACE_SAMPLES`] under a millisecond, say) may also claim what its slots are expected
+//! to start within [`PREFETCH_BUDGET`], at most [`PREFETCH_MAX`] tasks (`--prefetch-max`;
+//! 0 turns it off). Without that, a
+//! two-slot worker of short tasks spends a broker round trip per task or two; with it,
+//! one round trip reports and claims dozens. A slow run anywhere in the sample turns it
+//! off, so a task never waits behind long runs in a worker that cannot start it: slow
+//! tasks get exactly one claim per free slot, as before. Tasks waiting in the worker hold
+//! leases (renewed, revocable, taken over if the worker dies) like running ones.
 //!
 //! Queue order: queues are asked in the order given (earlier first), except that one
 //! turn in [`ROTATE_EVERY`] starts at the next queue in turn, so a first queue that is
@@ -14,7 +23,7 @@
 mod execute;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     future::Future,
     sync::{
         atomic::{AtomicUsize, Ordering},
@@ -41,6 +50,24 @@ const TICK: Duration = Duration::from_millis(250);
 /// One turn in this many starts at a rotating queue instead of the first.
 pub const ROTATE_EVERY: u64 = 8;
 
+/// How far ahead a worker of short tasks may claim: what its slots are expected to
+/// start within this time.
+pub const PREFETCH_BUDGET: Duration = Duration::from_millis(2);
+
+/// The most tasks a worker holds beyond its slots, by default (`--prefetch-max`).
+pub const PREFETCH_MAX: usize = 64;
+
+/// Runs remembered to judge how long a run holds its slot; none are claimed ahead
+/// before this many have finished.
+pub const PACE_SAMPLES: usize = 32;
+
+/// A deferred outcome is reported after this long at most.
+const FLUSH_AFTER: Duration = Duration::from_millis(2);
+
+/// A run this much longer than the budget, with every slot busy, means the pace was
+/// misjudged: what waits here goes back to its queue for other workers.
+const RETURN_AFTER: Duration = Duration::from_millis(10);
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// Unique among live workers: `<host>-<pid>-<random>` by default.
@@ -64,6 +91,9 @@ pub struct WorkerConfig {
     pub heartbeat_every: Duration,
     /// The tasks' database: each run gets a session of this pool.
     pub database: Option<Database>,
+    /// The most tasks claimed ahead of free slots, when recent runs are short enough
+    /// (default [`PREFETCH_MAX`]; 0: only ever one claim per free slot).
+    pub prefetch_max: usize,
 }
 
 impl WorkerConfig {
@@ -79,6 +109,7 @@ impl WorkerConfig {
             reclaim_every: Duration::from_secs(5),
             heartbeat_every: Duration::from_secs(5),
             database: None,
+            prefetch_max: PREFETCH_MAX,
         }
     }
 }
@@ -103,10 +134,43 @@ pub struct WorkerReport {
     pub abandoned: usize,
 }
 
+/// A claimed task: waiting in this worker for a slot (claimed ahead), or running.
 struct Running {
     lease: Lease,
-    state: Arc<RunState>,
+    slot: Slot,
     sent_progress: Option<Progress>,
+}
+
+enum Slot {
+    Waiting(Box<Delivery>),
+    Started(Arc<RunState>, Instant),
+}
+
+/// How long recent runs held their slots, to decide how much to claim ahead.
+#[derive(Default)]
+struct Pace {
+    recent: VecDeque<Duration>,
+}
+
+impl Pace {
+    fn record(&mut self, held: Duration) {
+        if self.recent.len() == PACE_SAMPLES {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(held);
+    }
+
+    /// Tasks that may wait here beyond the slots: what `slots` start within the budget
+    /// at the pace of the slowest recent run. The slowest, not the mean: one long run
+    /// in the sample is enough to stop claiming ahead.
+    fn allowance(&self, slots: usize, max: usize) -> usize {
+        if self.recent.len() < PACE_SAMPLES || max == 0 {
+            return 0;
+        }
+        let slowest = self.recent.iter().max().copied().unwrap_or_default();
+        let per_slot = PREFETCH_BUDGET.as_nanos() / slowest.as_nanos().max(1);
+        (per_slot.saturating_mul(slots as u128)).min(max as u128) as usize
+    }
 }
 
 pub struct Worker {
@@ -143,7 +207,12 @@ impl Worker {
         };
         let started_at = now_ms();
         let mut running: HashMap<String, Running> = HashMap::new();
+        // Claimed ahead, in claim order, waiting for a slot (ids of `running` entries).
+        let mut waiting: VecDeque<String> = VecDeque::new();
+        let mut busy: usize = 0;
+        let mut pace = Pace::default();
         let mut outbox: Vec<Completion> = Vec::new();
+        let mut outbox_since: Option<Instant> = None;
         let mut report = WorkerReport::default();
         let mut turn: u64 = 0;
         let mut next_due: Option<Instant> = None;
@@ -208,7 +277,8 @@ impl Worker {
             // with short tasks still renews the lease of its long one.
             if last_tick.elapsed() >= tick {
                 last_tick = Instant::now();
-                renew(&*broker, &config, &mut running).await;
+                renew(&*broker, &config, &mut running, &mut outbox).await;
+                waiting.retain(|id| running.contains_key(id));
                 if last_reclaim.elapsed() >= config.reclaim_every {
                     last_reclaim = Instant::now();
                     hungry |= reclaim(&*broker, &config).await;
@@ -226,13 +296,30 @@ impl Worker {
                 }
             }
             while let Ok(finished) = done_rx.try_recv() {
-                if let Some(run) = running.remove(&finished.task_id) {
-                    outbox.push(Completion {
-                        lease: run.lease,
-                        worker: config.name.clone(),
-                        outcome: finished.outcome,
-                    });
-                }
+                finish(
+                    finished,
+                    &config,
+                    &mut running,
+                    &mut busy,
+                    &mut pace,
+                    &mut outbox,
+                );
+            }
+            // Slots freed: start what waits here first, no round trip needed.
+            fill_slots(
+                &registry,
+                &config,
+                &limits,
+                &done_tx,
+                &mut outbox,
+                &mut running,
+                &mut waiting,
+                &mut busy,
+            );
+            if outbox.is_empty() {
+                outbox_since = None;
+            } else {
+                outbox_since.get_or_insert_with(Instant::now);
             }
 
             if let Some(since) = stopping {
@@ -251,16 +338,38 @@ impl Worker {
                 }
             }
 
-            let free = if stopping.is_some() {
+            // A run far slower than the pace promised: claim nothing ahead until it is
+            // over (then it is in the sample), and hand back what waits behind it.
+            let oldest_run = oldest_start(&running);
+            let misjudged = oldest_run.is_some_and(|t| t.elapsed() >= RETURN_AFTER);
+            if misjudged && busy >= config.concurrency && !waiting.is_empty() {
+                give_back_waiting(&config, &mut running, &mut waiting, &mut outbox);
+                outbox_since.get_or_insert_with(Instant::now);
+            }
+            let allowance = if misjudged {
                 0
             } else {
-                config.concurrency.saturating_sub(running.len())
+                pace.allowance(config.concurrency, config.prefetch_max)
             };
-            if !outbox.is_empty() || (free > 0 && hungry) {
+            let want = if stopping.is_some() {
+                0
+            } else {
+                (config.concurrency + allowance).saturating_sub(running.len())
+            };
+            // While enough waits here to keep the slots busy, outcomes and claims wait
+            // to go out together (at most FLUSH_AFTER). Without claiming ahead nothing
+            // waits here, and every turn goes out at once.
+            let backlog_low = waiting.len() <= allowance / 4;
+            let flush = !outbox.is_empty()
+                && (backlog_low
+                    || stopping.is_some()
+                    || outbox_since.is_some_and(|t| t.elapsed() >= FLUSH_AFTER));
+            if flush || (want > 0 && hungry && backlog_low) {
                 let queues = queue_order(&config.queues, turn);
                 turn += 1;
                 let sent = std::mem::take(&mut outbox);
-                match broker.cycle(&config.name, &queues, &sent, free).await {
+                outbox_since = None;
+                match broker.cycle(&config.name, &queues, &sent, want).await {
                     Ok(cycle) => {
                         if let Some(since) = broker_down_since.take() {
                             tracing::info!(worker = %config.name, down_ms = since.elapsed().as_millis() as u64, "broker reachable again");
@@ -278,19 +387,35 @@ impl Worker {
                             }
                         }
                         next_due = cycle.next_due_in.map(|d| Instant::now() + d);
-                        // Every slot asked for was filled: the queue may hold more.
-                        hungry = free > 0 && cycle.deliveries.len() == free;
+                        // Every task asked for came: the queue may hold more.
+                        hungry = want > 0 && cycle.deliveries.len() == want;
                         for delivery in cycle.deliveries {
-                            if let Some(run) =
-                                start(&registry, &config, &limits, &done_tx, &mut outbox, delivery)
-                            {
-                                running.insert(run.lease.task_id.clone(), run);
-                            }
+                            let id = delivery.lease.task_id.clone();
+                            running.insert(
+                                id.clone(),
+                                Running {
+                                    lease: delivery.lease.clone(),
+                                    slot: Slot::Waiting(Box::new(delivery)),
+                                    sent_progress: None,
+                                },
+                            );
+                            waiting.push_back(id);
                         }
+                        fill_slots(
+                            &registry,
+                            &config,
+                            &limits,
+                            &done_tx,
+                            &mut outbox,
+                            &mut running,
+                            &mut waiting,
+                            &mut busy,
+                        );
                     }
                     Err(error) => {
                         // Nothing is lost: the same outcomes go out with the next cycle.
                         outbox = sent;
+                        outbox_since = Some(Instant::now());
                         if broker_down_since.is_none() {
                             broker_down_since = Some(Instant::now());
                             tracing::warn!(worker = %config.name, %error, "broker unreachable; retrying");
@@ -304,19 +429,24 @@ impl Worker {
             }
 
             // Nothing to claim or report right now: wait for something to happen.
-            if free > 0 && !waiting_for_work {
+            if want > 0 && waiting.is_empty() && !waiting_for_work {
                 want_wake.notify_one();
                 waiting_for_work = true;
             }
             let until_due = next_due.map(|due| due.saturating_duration_since(Instant::now()));
+            let until_flush = outbox_since.map(|since| FLUSH_AFTER.saturating_sub(since.elapsed()));
+            // Tasks wait here: look again when the oldest run reaches RETURN_AFTER.
+            let until_misjudged = oldest_run
+                .filter(|_| !waiting.is_empty())
+                .map(|t| RETURN_AFTER.saturating_sub(t.elapsed()));
             tokio::select! {
                 finished = done_rx.recv() => {
                     if let Some(finished) = finished {
-                        if let Some(run) = running.remove(&finished.task_id) {
-                            outbox.push(Completion { lease: run.lease, worker: config.name.clone(), outcome: finished.outcome });
-                        }
+                        finish(finished, &config, &mut running, &mut busy, &mut pace, &mut outbox);
                     }
                 }
+                () = tokio::time::sleep(until_flush.unwrap_or_default()), if until_flush.is_some() => {}
+                () = tokio::time::sleep(until_misjudged.unwrap_or_default()), if until_misjudged.is_some() => {}
                 Some(()) = wake_rx.recv() => {
                     waiting_for_work = false;
                     hungry = true;
@@ -347,6 +477,96 @@ fn queue_order(queues: &[String], turn: u64) -> Vec<String> {
     order
 }
 
+/// A finished run: its outcome goes out with the next cycle, its slot is free.
+fn finish(
+    finished: Finished,
+    config: &WorkerConfig,
+    running: &mut HashMap<String, Running>,
+    busy: &mut usize,
+    pace: &mut Pace,
+    outbox: &mut Vec<Completion>,
+) {
+    let Some(run) = running.remove(&finished.task_id) else {
+        return;
+    };
+    *busy = busy.saturating_sub(1);
+    pace.record(finished.held_slot);
+    outbox.push(Completion {
+        lease: run.lease,
+        worker: config.name.clone(),
+        outcome: finished.outcome,
+    });
+}
+
+/// When the oldest run still going started.
+fn oldest_start(running: &HashMap<String, Running>) -> Option<Instant> {
+    running
+        .values()
+        .filter_map(|run| match run.slot {
+            Slot::Started(_, at) => Some(at),
+            Slot::Waiting(_) => None,
+        })
+        .min()
+}
+
+/// Hands every task waiting here back to its queue, unstarted.
+fn give_back_waiting(
+    config: &WorkerConfig,
+    running: &mut HashMap<String, Running>,
+    waiting: &mut VecDeque<String>,
+    outbox: &mut Vec<Completion>,
+) {
+    let mut returned = 0;
+    for id in waiting.drain(..) {
+        if let Some(run) = running.remove(&id) {
+            returned += 1;
+            outbox.push(Completion {
+                lease: run.lease,
+                worker: config.name.clone(),
+                outcome: Outcome::Return {
+                    reason: format!(
+                        "claimed ahead by worker {}, whose slots stayed busy",
+                        config.name
+                    ),
+                },
+            });
+        }
+    }
+    tracing::info!(worker = %config.name, returned, "runs slower than expected: tasks claimed ahead go back to their queues");
+}
+
+/// Starts waiting tasks, oldest first, while slots are free.
+#[allow(clippy::too_many_arguments)]
+fn fill_slots(
+    registry: &PluginRegistry,
+    config: &WorkerConfig,
+    limits: &Limits,
+    done: &mpsc::UnboundedSender<Finished>,
+    outbox: &mut Vec<Completion>,
+    running: &mut HashMap<String, Running>,
+    waiting: &mut VecDeque<String>,
+    busy: &mut usize,
+) {
+    while *busy < config.concurrency {
+        let Some(id) = waiting.pop_front() else {
+            return;
+        };
+        // Gone meanwhile: revoked or taken over while it waited.
+        let Some(mut run) = running.remove(&id) else {
+            continue;
+        };
+        let Slot::Waiting(delivery) = run.slot else {
+            running.insert(id, run);
+            continue;
+        };
+        if let Some(state) = start(registry, config, limits, done, outbox, *delivery) {
+            run.slot = Slot::Started(state, Instant::now());
+            running.insert(id, run);
+            *busy += 1;
+        }
+    }
+}
+
 /// Starts a delivery, or queues its release when this worker does not know the task.
 fn start(
     registry: &PluginRegistry,
@@ -355,7 +575,7 @@ fn start(
     done: &mpsc::UnboundedSender<Finished>,
     outbox: &mut Vec<Completion>,
     delivery: Delivery,
-) -> Option<Running> {
+) -> Option<Arc<RunState>> {
     let catalog = registry.snapshot();
     let Some(task) = catalog
         .resolve(&delivery.name)
@@ -381,32 +601,35 @@ fn start(
         return None;
     };
     tracing::debug!(task = %delivery.name, task_id = %delivery.lease.task_id, attempt = delivery.attempt, "task started");
-    let state = execute::start(
+    Some(execute::start(
         Arc::clone(task),
         &delivery,
         config.database.as_ref(),
         limits,
         done.clone(),
-    );
-    Some(Running {
-        lease: delivery.lease,
-        state,
-        sent_progress: None,
-    })
+    ))
 }
 
 /// Renews every lease held and sends progress that changed; cancels runs whose lease
-/// was lost or whose task was revoked.
-async fn renew(broker: &dyn Broker, config: &WorkerConfig, running: &mut HashMap<String, Running>) {
+/// was lost or whose task was revoked, and drops such tasks that had not started (a
+/// revoked one is reported revoked).
+async fn renew(
+    broker: &dyn Broker,
+    config: &WorkerConfig,
+    running: &mut HashMap<String, Running>,
+    outbox: &mut Vec<Completion>,
+) {
     let mut ids = Vec::new();
     let mut updates = Vec::new();
     for (id, run) in running.iter() {
-        let progress = run
-            .state
-            .progress
-            .lock()
-            .expect("progress lock poisoned")
-            .clone();
+        let progress = match &run.slot {
+            Slot::Started(state, _) => state
+                .progress
+                .lock()
+                .expect("progress lock poisoned")
+                .clone(),
+            Slot::Waiting(_) => None,
+        };
         let changed = progress.is_some() && progress != run.sent_progress;
         ids.push(id.clone());
         updates.push(LeaseUpdate {
@@ -431,17 +654,40 @@ async fn renew(broker: &dyn Broker, config: &WorkerConfig, running: &mut HashMap
         if update.progress.is_some() {
             run.sent_progress = update.progress;
         }
+        let state = match &run.slot {
+            Slot::Started(state, _) => Arc::clone(state),
+            Slot::Waiting(_) => {
+                match status {
+                    LeaseStatus::Held => {}
+                    LeaseStatus::RevokeRequested => {
+                        tracing::info!(task_id = %id, "revoked before it started");
+                        if let Some(run) = running.remove(id) {
+                            outbox.push(Completion {
+                                lease: run.lease,
+                                worker: config.name.clone(),
+                                outcome: Outcome::Revoked,
+                            });
+                        }
+                    }
+                    LeaseStatus::Lost => {
+                        tracing::warn!(task_id = %id, worker = %config.name, "lease lost before the task started: another worker has it");
+                        running.remove(id);
+                    }
+                }
+                continue;
+            }
+        };
         match status {
             LeaseStatus::Held => {}
             LeaseStatus::RevokeRequested => {
-                if !run.state.revoked.swap(true, Ordering::SeqCst) {
+                if !state.revoked.swap(true, Ordering::SeqCst) {
                     tracing::info!(task_id = %id, "revoke requested: cancelling the run");
                 }
-                run.state.cancel.cancel();
+                state.cancel.cancel();
             }
             LeaseStatus::Lost => {
                 tracing::warn!(task_id = %id, worker = %config.name, "lease lost: another worker took the task over; cancelling this run");
-                run.state.cancel.cancel();
+                state.cancel.cancel();
             }
         }
     }
@@ -497,6 +743,46 @@ async fn heartbeat(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claiming_ahead_needs_a_full_sample_of_short_runs() {
+        let mut pace = Pace::default();
+        for _ in 0..PACE_SAMPLES - 1 {
+            pace.record(Duration::from_micros(20));
+        }
+        assert_eq!(
+            pace.allowance(2, PREFETCH_MAX),
+            0,
+            "not before a full sample"
+        );
+        pace.record(Duration::from_micros(20));
+        assert_eq!(
+            pace.allowance(2, PREFETCH_MAX),
+            PREFETCH_MAX,
+            "20 µs runs: capped"
+        );
+        // 2 slots × 2 ms / 400 µs = 10.
+        pace.record(Duration::from_micros(400));
+        assert_eq!(pace.allowance(2, PREFETCH_MAX), 10);
+        // One run as long as the budget anywhere in the sample: nothing ahead.
+        pace.record(PREFETCH_BUDGET * 3);
+        assert_eq!(pace.allowance(2, PREFETCH_MAX), 0);
+        for _ in 0..PACE_SAMPLES - 1 {
+            pace.record(Duration::from_micros(20));
+        }
+        assert_eq!(
+            pace.allowance(2, PREFETCH_MAX),
+            0,
+            "the long run is still in the sample"
+        );
+        pace.record(Duration::from_micros(20));
+        assert_eq!(
+            pace.allowance(2, PREFETCH_MAX),
+            PREFETCH_MAX,
+            "and now it is not"
+        );
+        assert_eq!(pace.allowance(2, 0), 0, "turned off");
+    }
 
     #[test]
     fn queue_order_rotates_one_turn_in_eight() {

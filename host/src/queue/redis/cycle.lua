@@ -25,7 +25,9 @@ for c = 0, n - 1 do
     redis.call('XDEL', stream, token)
     redis.call('HDEL', tk, 'lease', 'revoke')
     -- A revoke asked for while it ran wins over running it again.
-    if f[5] == '1' and (kind == 'retry' or kind == 'release') then kind = 'revoked' end
+    if f[5] == '1' and (kind == 'retry' or kind == 'release' or kind == 'return') then
+      kind = 'revoked'
+    end
     if kind == 'success' then
       redis.call('HSET', tk, 'state', 'SUCCESS', 'result', payload, 'finished_at', now)
       history(id, now, 'succeeded', attempt, worker, nil)
@@ -44,6 +46,13 @@ for c = 0, n - 1 do
       redis.call('HSET', tk, 'state', 'REVOKED', 'finished_at', now)
       history(id, now, 'revoked', attempt, worker, 'stopped while running')
       expire_record(id, ttl)
+    elseif kind == 'return' then
+      -- Claimed ahead and never started: not an attempt; back to its queue now.
+      redis.call('HINCRBY', tk, 'attempts', -1)
+      redis.call('HSET', tk, 'state', 'PENDING')
+      redis.call('HDEL', tk, 'worker', 'started_at')
+      history(id, now, 'returned', attempt - 1, worker, payload)
+      push_ready(id, queue, tonumber(redis.call('HGET', tk, 'priority')))
     elseif kind == 'release' then
       -- extra is 'max_lost:delay_ms'; the delay keeps the task from coming straight
       -- back to the worker that could not run it.

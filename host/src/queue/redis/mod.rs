@@ -265,6 +265,7 @@ impl Broker for RedisBroker {
                     max_lost,
                     delay,
                 } => ("release", reason, format!("{max_lost}:{}", millis(*delay))),
+                Outcome::Return { reason } => ("return", reason, String::new()),
             };
             let lease = &completion.lease;
             call.arg(&lease.task_id)
