@@ -10,7 +10,11 @@ local function band_of(priority)
 end
 
 -- Creating the consumer groups once per queue: XGROUP CREATE fails if the group exists.
+-- Remembered for the script's run: a batch of one queue's tasks asks Redis once.
+local ENSURED = {}
 local function ensure_queue(queue)
+  if ENSURED[queue] then return end
+  ENSURED[queue] = true
   if redis.call('SADD', QUEUES, queue) == 1 then
     for _, band in ipairs(BANDS) do
       pcall(redis.call, 'XGROUP', 'CREATE', stream_key(queue, band), GROUP, '0', 'MKSTREAM')
@@ -18,13 +22,27 @@ local function ensure_queue(queue)
   end
 end
 
--- Makes a task ready and wakes one idle worker of its queue. The token list is capped:
--- tokens are hints, a worker that wakes for nothing goes back to waiting.
+-- Tasks made ready by this script, by queue: flush_signals() wakes their workers.
+local SIGNALS = {}
+
+-- Makes a task ready; flush_signals() (which every script that calls this runs before
+-- it returns) then wakes one idle worker of its queue per task.
 local function push_ready(id, queue, priority)
   ensure_queue(queue)
   redis.call('XADD', stream_key(queue, band_of(priority)), '*', 'id', id)
-  redis.call('RPUSH', signal_key(queue), '1')
-  redis.call('LTRIM', signal_key(queue), -64, -1)
+  SIGNALS[queue] = (SIGNALS[queue] or 0) + 1
+end
+
+-- One wake-up token per task made ready, in one push per queue. The token list is
+-- capped: tokens are hints, a worker that wakes for nothing goes back to waiting.
+local function flush_signals()
+  for queue, count in pairs(SIGNALS) do
+    local tokens = {}
+    for i = 1, math.min(count, 64) do tokens[i] = '1' end
+    redis.call('RPUSH', signal_key(queue), unpack(tokens))
+    redis.call('LTRIM', signal_key(queue), -64, -1)
+  end
+  SIGNALS = {}
 end
 
 local function history(id, now, event, attempt, worker, detail)

@@ -111,15 +111,14 @@ for _, q in ipairs(queues) do
       for _, entry in ipairs(res[1][2]) do
         local eid, id = entry[1], entry[2][2]
         local tk = task_key(id)
-        local f = redis.call('HMGET', tk, 'state', 'name')
+        local f = redis.call('HMGET', tk, 'state', 'name', 'args', 'retries', 'lost', 'enqueued_at', 'eta')
         local state = f[1]
         if (state == 'PENDING' or state == 'RETRY') and f[2] then
           local attempt = redis.call('HINCRBY', tk, 'attempts', 1)
           redis.call('HSET', tk, 'state', 'STARTED', 'lease', eid, 'worker', worker, 'started_at', now)
-          redis.call('HDEL', tk, 'eta')
+          if f[7] then redis.call('HDEL', tk, 'eta') end
           history(id, now, 'started', attempt, worker, nil)
-          local f = redis.call('HMGET', tk, 'name', 'args', 'retries', 'lost', 'enqueued_at')
-          delivered[#delivered + 1] = {eid, sk, id, f[1], q, f[2], attempt, f[3], f[4], f[5]}
+          delivered[#delivered + 1] = {eid, sk, id, f[2], q, f[3], attempt, f[4], f[5], f[6]}
           count = count + 1
         else
           -- Revoked while waiting, or a record that expired: drop the entry.
@@ -131,4 +130,5 @@ for _, q in ipairs(queues) do
   end
 end
 
+flush_signals()
 return {applied, delivered, next_due}

@@ -11,4 +11,5 @@ for i = 3, #ARGV, 7 do
   out[#out + 1] = created
 end
 trim_recent()
+flush_signals()
 return out

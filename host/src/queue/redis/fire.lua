@@ -13,4 +13,5 @@ local id = enqueue_task(ARGV[5], ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9]), t
   ARGV[11], tonumber(ARGV[2]), now)
 redis.call('HSET', BEAT, schedule, tick .. ':' .. id)
 trim_recent()
+flush_signals()
 return id

@@ -47,4 +47,5 @@ for _, q in ipairs(redis.call('SMEMBERS', QUEUES)) do
     end
   end
 end
+flush_signals()
 return {requeued, dead}
