@@ -9,12 +9,17 @@
 //! cargo build --release --manifest-path tests/reload-fixtures/Cargo.toml --target-dir target/reload-fixtures
 //! target/release/toolbox-bench reload
 //! target/release/toolbox-bench beat
+//! cargo build --release -p toolbox -p toolbox-bench -p toolbox-tipo-cambio -p toolbox-etl \
+//!     -p toolbox-tablas-cxc -p toolbox-tablas-reportes -p toolbox-kpi -p toolbox-kpi-acumulado
+//! target/release/toolbox-bench reports --database sqlite:///tmp/toolbox-bench-reports.sqlite \
+//!     --database postgres://postgres@127.0.0.1:5432/tb_bench      # 1,000,000 operations
 //! ```
 
 mod beat;
 mod plugins;
 mod queue;
 mod reload;
+mod reports;
 mod stats;
 
 use std::path::PathBuf;
@@ -42,6 +47,9 @@ enum Command {
     Beat(beat::Options),
     /// Hot-reload latency: a new build in place → served by /plugins and by a run
     Reload(reload::Options),
+    /// The finance reports (kpi_acumulado, tablas_cxc, ...) over a large seeded database:
+    /// seeding time, then wall time, records and peak memory of each task
+    Reports(reports::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,5 +66,6 @@ fn main() -> anyhow::Result<()> {
         Command::Queue(options) => queue::run(&artifacts, &options),
         Command::Reload(options) => reload::run(&artifacts, &options),
         Command::Beat(options) => beat::run(&artifacts, &options),
+        Command::Reports(options) => reports::run(&artifacts, &options),
     }
 }

@@ -48,7 +48,9 @@ CREATE TABLE cobranzas (
     fecha_pago TEXT NOT NULL CHECK (date(fecha_pago) IS fecha_pago),
     monto      INTEGER NOT NULL CHECK (monto > 0)
 );
-CREATE INDEX cobranzas_factura ON cobranzas (factura_id, fecha_pago);
+-- monto too: toolbox.tablas_cxc sums an invoice's payments up to a date from the index
+-- alone (its statement over 1,000,000 operations on SQLite: 3.9 s → 2.9 s).
+CREATE INDEX cobranzas_factura ON cobranzas (factura_id, fecha_pago, monto);
 
 -- relleno = 1: a date without a quote of its own (weekend, holiday), filled by
 -- toolbox.tipo_cambio with the last quoted rate; a later quote for it replaces it.

@@ -26,16 +26,25 @@ pub struct TablasCxc;
 
 /// Invoices of operations dated on or before the cut-off `$1`, with what was still
 /// owed on it (payments dated after it do not count) and the days past due.
+///
+/// Each invoice's payments are summed beside it (`GROUP BY f.id`, reading them from the
+/// covering index cobranzas_factura) before its operation is joined. The earlier form,
+/// operations ⋈ invoices ⟕ (payments summed per invoice), made SQLite materialize and
+/// index 2,000,000 sums and reach the invoices one by one through the operations' date
+/// index: `toolbox run` over 1,000,000 operations took 21.0 s, now 4.2 s (the same
+/// database, old and new SQL: 17.8 s → 3.4 s). PostgreSQL already merged the two
+/// id-ordered inputs; it stays at 6.5–9 s, mostly writing the 755,731 rows.
 fn balances_sql(dialect: Dialect) -> String {
     let dias = dialect.days_between("f.fecha_vencimiento", "$1");
     format!(
-        "SELECT f.id, f.deudor_id, o.cliente_id, o.moneda, \
-                f.monto - COALESCE(CAST(p.pagado AS BIGINT), 0) AS saldo, \
-                CASE WHEN {dias} > 0 THEN {dias} ELSE 0 END AS dias \
-         FROM facturas f \
-         JOIN operaciones o ON o.id = f.operacion_id \
-         LEFT JOIN (SELECT factura_id, SUM(monto) AS pagado FROM cobranzas \
-                    WHERE fecha_pago <= $1 GROUP BY factura_id) p ON p.factura_id = f.id \
+        "SELECT b.id, b.deudor_id, o.cliente_id, o.moneda, b.saldo, b.dias \
+         FROM (SELECT f.id, f.operacion_id, f.deudor_id, \
+                      f.monto - COALESCE(CAST(SUM(c.monto) AS BIGINT), 0) AS saldo, \
+                      CASE WHEN {dias} > 0 THEN {dias} ELSE 0 END AS dias \
+               FROM facturas f \
+               LEFT JOIN cobranzas c ON c.factura_id = f.id AND c.fecha_pago <= $1 \
+               GROUP BY f.id) b \
+         JOIN operaciones o ON o.id = b.operacion_id \
          WHERE o.fecha_operacion <= $1"
     )
 }
