@@ -45,16 +45,7 @@ fn open(dir: &Path) -> Arc<Catalog> {
 }
 
 fn run(catalog: &Catalog, task: &str, args: Value) -> Result<Value, TaskFailure> {
-    let handle = catalog.resolve(task).unwrap_or_else(|| {
-        panic!(
-            "task {task} not registered; refused: {:?}",
-            catalog.refused()
-        )
-    });
-    let ctx = RunContext::new("00000000-0000-7000-8000-0000000000c0");
-    handle
-        .run(&args.to_string(), &ctx)
-        .map(|out| serde_json::from_str(&out).expect("result is JSON"))
+    crate::support::run_task(catalog, task, args)
 }
 
 /// `toolbox tasks --json` lists the legacy plugin's ten tasks and refuses nothing.

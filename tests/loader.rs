@@ -20,16 +20,7 @@ fn open_with_probe(dir: &Path) -> PluginRegistry {
 }
 
 fn run(catalog: &Catalog, task: &str, args: Value) -> Result<Value, TaskFailure> {
-    let handle = catalog.resolve(task).unwrap_or_else(|| {
-        panic!(
-            "task {task} not registered; refused: {:?}",
-            catalog.refused()
-        )
-    });
-    let ctx = RunContext::new("00000000-0000-7000-8000-000000000001");
-    handle
-        .run(&args.to_string(), &ctx)
-        .map(|out| serde_json::from_str(&out).expect("result is JSON"))
+    crate::support::run_task(catalog, task, args)
 }
 
 /// The demo plugin's tasks run and return what they should, whichever name form.

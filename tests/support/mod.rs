@@ -179,6 +179,24 @@ impl PluginsDir {
     }
 }
 
+/// Runs `task` of `catalog` on this thread, without a database, as `toolbox run` does.
+pub fn run_task(
+    catalog: &toolbox::plugins::Catalog,
+    task: &str,
+    args: serde_json::Value,
+) -> Result<serde_json::Value, toolbox::plugins::TaskFailure> {
+    let handle = catalog.resolve(task).unwrap_or_else(|| {
+        panic!(
+            "task {task} not registered; refused: {:?}",
+            catalog.refused()
+        )
+    });
+    let ctx = toolbox::plugins::RunContext::new(uuid::Uuid::now_v7().to_string());
+    handle
+        .run(&args.to_string(), &ctx)
+        .map(|out| serde_json::from_str(&out).expect("result is JSON"))
+}
+
 /// Runs the real `toolbox` binary with `args`, on the plugins folder `plugins`.
 pub fn toolbox(plugins: &Path, args: &[&str]) -> Output {
     Command::new(&artifacts().toolbox)

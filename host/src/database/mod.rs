@@ -18,6 +18,9 @@ use sqlx::{
 };
 
 pub use session::{Session, SessionError, Step};
+/// Which SQL the database speaks: the plugins' own type, so that host and SDK agree on
+/// the names that cross the ABI.
+pub use toolbox_plugin_api::sdk::db::Dialect;
 
 /// The embedded database: a SQLite file in the working folder.
 pub const DEFAULT_DATABASE: &str = "sqlite://toolbox.sqlite";
@@ -59,22 +62,6 @@ impl Default for DatabaseConfig {
         Self {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-/// Which SQL the database speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Sqlite,
-    Postgres,
-}
-
-impl Dialect {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Sqlite => "sqlite",
-            Self::Postgres => "postgres",
         }
     }
 }

@@ -27,11 +27,12 @@ fn postgres_value(value: PgValueRef<'_>) -> Result<Json, String> {
     if value.is_null() {
         return Ok(Json::Null);
     }
-    let type_name = value.type_info().name().to_owned();
+    // A `&'static str` copy of the name: the value itself is consumed by the decode.
+    let type_name = postgres_type(&value.type_info());
     fn decode<'r, T: Decode<'r, sqlx::Postgres>>(value: PgValueRef<'r>) -> Result<T, String> {
         T::decode(value).map_err(|e| e.to_string())
     }
-    Ok(match type_name.as_str() {
+    Ok(match type_name {
         "BOOL" => Json::from(decode::<bool>(value)?),
         "INT2" => Json::from(decode::<i16>(value)?),
         "INT4" => Json::from(decode::<i32>(value)?),
@@ -53,19 +54,47 @@ fn postgres_value(value: PgValueRef<'_>) -> Result<Json, String> {
         "JSON" | "JSONB" => {
             let bytes = value.as_bytes().map_err(|e| e.to_string())?;
             // Binary JSONB starts with its format version (1); JSON is plain text.
-            let text = match (type_name.as_str(), value.format()) {
+            let text = match (type_name, value.format()) {
                 ("JSONB", PgValueFormat::Binary) => bytes.get(1..).unwrap_or_default(),
                 _ => bytes,
             };
             serde_json::from_slice(text).map_err(|e| e.to_string())?
         }
-        other => {
+        _ => {
             return Err(format!(
-                "type {other} cannot be passed to a plugin; cast it in the query \
-                 (CAST(... AS TEXT), AS BIGINT, ...)"
+                "type {} cannot be passed to a plugin; cast it in the query \
+                 (CAST(... AS TEXT), AS BIGINT, ...)",
+                value.type_info().name()
             ))
         }
     })
+}
+
+/// The types rows may hold, by PostgreSQL's name; `""` for any other.
+fn postgres_type(info: &sqlx::postgres::PgTypeInfo) -> &'static str {
+    const KNOWN: [&str; 19] = [
+        "BOOL",
+        "INT2",
+        "INT4",
+        "INT8",
+        "OID",
+        "FLOAT4",
+        "FLOAT8",
+        "NUMERIC",
+        "TEXT",
+        "VARCHAR",
+        "BPCHAR",
+        "NAME",
+        "CHAR",
+        "CITEXT",
+        "DATE",
+        "TIMESTAMP",
+        "TIMESTAMPTZ",
+        "JSON",
+        "JSONB",
+    ];
+    let name = info.name();
+    KNOWN.into_iter().find(|known| *known == name).unwrap_or("")
 }
 
 fn numeric_json(value: PgValueRef<'_>) -> Result<Json, String> {
@@ -146,18 +175,23 @@ pub(super) fn sqlite_row(row: &SqliteRow) -> Result<Json, String> {
         let json = if value.is_null() {
             Json::Null
         } else {
-            let type_name = value.type_info().name().to_owned();
-            let decoded = match type_name.as_str() {
-                "INTEGER" | "BOOLEAN" => <i64 as Decode<Sqlite>>::decode(value).map(Json::from),
-                "REAL" => <f64 as Decode<Sqlite>>::decode(value).map(Json::from),
-                "TEXT" | "DATE" | "DATETIME" | "TIME" => {
-                    <String as Decode<Sqlite>>::decode(value).map(Json::from)
-                }
-                other => {
+            // SQLite's storage class, tested before the value is consumed by the decode.
+            let class = match value.type_info().name() {
+                "INTEGER" | "BOOLEAN" => 'i',
+                "REAL" => 'r',
+                "TEXT" | "DATE" | "DATETIME" | "TIME" => 't',
+                _ => '?',
+            };
+            let decoded = match class {
+                'i' => <i64 as Decode<Sqlite>>::decode(value).map(Json::from),
+                'r' => <f64 as Decode<Sqlite>>::decode(value).map(Json::from),
+                't' => <String as Decode<Sqlite>>::decode(value).map(Json::from),
+                _ => {
                     return Err(format!(
-                        "column {:?}: type {other} cannot be passed to a plugin; cast it in \
+                        "column {:?}: type {} cannot be passed to a plugin; cast it in \
                          the query",
-                        column.name()
+                        column.name(),
+                        value.type_info().name()
                     ))
                 }
             };

@@ -116,6 +116,20 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// The name the host sends across the ABI (`db_dialect`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Sqlite, Self::Postgres]
+            .into_iter()
+            .find(|d| d.name() == name)
+    }
+
     /// An SQL expression for the number of days from date `earlier` to date `later`
     /// (both SQL expressions), as an integer.
     pub fn days_between(self, earlier: &str, later: &str) -> String {
@@ -141,13 +155,11 @@ impl<'c, 'a> Db<'c, 'a> {
     /// Which database the session talks to.
     pub fn dialect(&self) -> Result<Dialect, TaskError> {
         let name = abi(self.host.db_dialect())?;
-        match name.as_str() {
-            "sqlite" => Ok(Dialect::Sqlite),
-            "postgres" => Ok(Dialect::Postgres),
-            other => Err(TaskError::fatal(format!(
-                "the host speaks a database dialect this plugin does not know: {other}"
-            ))),
-        }
+        Dialect::from_name(&name).ok_or_else(|| {
+            TaskError::fatal(format!(
+                "the host speaks a database dialect this plugin does not know: {name}"
+            ))
+        })
     }
 
     /// Runs `sql` and deserializes every row (an object keyed by column name) into `R`.
