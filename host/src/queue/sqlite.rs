@@ -446,6 +446,15 @@ impl Broker for SqliteBroker {
                     .execute(&mut *tx)
                     .await
                     .map_err(db_error)?;
+                    // It never started: its claim leaves no 'started' event (as on Redis).
+                    sqlx::query(
+                        "DELETE FROM tb_history WHERE task_id = $1 AND event = 'started' AND attempt = $2",
+                    )
+                    .bind(id)
+                    .bind(attempt)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
                     history(&mut tx, id, now, "returned", attempt - 1, w, Some(reason)).await?;
                 }
                 Outcome::Release {

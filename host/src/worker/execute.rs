@@ -1,15 +1,14 @@
-//! Runs one delivery on a blocking thread, under its time limit, and turns what the
-//! plugin returned into the [`Outcome`] the broker records.
+//! Runs one claimed task on a slot thread and turns what the plugin returned into the
+//! [`Outcome`] the broker records.
 
 use std::{
+    panic::AssertUnwindSafe,
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU8, Ordering},
+        Arc, Mutex, OnceLock,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
-
-use tokio::sync::mpsc;
 
 use crate::{
     database::{Database, Session},
@@ -25,12 +24,87 @@ pub(super) struct Finished {
     pub held_slot: Duration,
 }
 
-/// The state the worker loop keeps about a run, shared with the run's own task.
+const WAITING: u8 = 0;
+const RUNNING: u8 = 1;
+const DONE: u8 = 2;
+/// Taken back by the worker loop: before it started (revoked, lease lost, returned to
+/// its queue) or after its time limit and grace (its thread no longer owns a slot).
+const WITHDRAWN: u8 = 3;
+
+/// What the worker loop and the slot thread share about one claimed task. Its phase
+/// changes only by compare-and-swap, so that when the loop withdraws a task at the
+/// moment a slot thread starts it, exactly one of them wins.
 pub(super) struct RunState {
     pub cancel: CancelFlag,
     /// Set when a revoke asked the run to stop.
     pub revoked: AtomicBool,
+    /// Set when the time limit asked the run to stop.
+    pub timed_out: AtomicBool,
     pub progress: Arc<Mutex<Option<Progress>>>,
+    pub time_limit: Option<Duration>,
+    phase: AtomicU8,
+    started: OnceLock<Instant>,
+}
+
+impl RunState {
+    pub fn new(time_limit: Option<Duration>) -> Arc<Self> {
+        Arc::new(Self {
+            cancel: CancelFlag::default(),
+            revoked: AtomicBool::new(false),
+            timed_out: AtomicBool::new(false),
+            progress: Arc::new(Mutex::new(None)),
+            time_limit,
+            phase: AtomicU8::new(WAITING),
+            started: OnceLock::new(),
+        })
+    }
+
+    /// When its run began; `None` while it waits for a slot.
+    pub fn started_at(&self) -> Option<Instant> {
+        self.started.get().copied()
+    }
+
+    pub fn is_waiting(&self) -> bool {
+        self.phase.load(Ordering::SeqCst) == WAITING
+    }
+
+    /// The loop takes back a task that has not started; false if it has.
+    pub fn withdraw(&self) -> bool {
+        self.swap_phase(WAITING, WITHDRAWN)
+    }
+
+    /// The loop gives up on a run that outlived its time limit and grace; false if the
+    /// run ended meanwhile.
+    pub fn abandon(&self) -> bool {
+        self.swap_phase(RUNNING, WITHDRAWN)
+    }
+
+    /// The slot thread starts the run; false if the loop took it back.
+    pub fn begin(&self) -> bool {
+        let began = self.swap_phase(WAITING, RUNNING);
+        if began {
+            let _ = self.started.set(Instant::now());
+        }
+        began
+    }
+
+    /// The slot thread ends the run; false if the loop gave up on it.
+    fn end(&self) -> bool {
+        self.swap_phase(RUNNING, DONE)
+    }
+
+    fn swap_phase(&self, from: u8, to: u8) -> bool {
+        self.phase
+            .compare_exchange(from, to, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+}
+
+/// A claimed task of a known plugin, waiting for a slot thread.
+pub(super) struct Job {
+    pub task: Arc<TaskHandle>,
+    pub delivery: Delivery,
+    pub state: Arc<RunState>,
 }
 
 /// Stores a run's progress for the next lease renewal, and logs what the task logs.
@@ -60,27 +134,22 @@ impl RunObserver for WorkerObserver {
     }
 }
 
-pub(super) struct Limits {
-    /// Past the time limit the run is asked to stop; past this much more it is failed
-    /// and its slot given back, whether or not its thread ever returns.
-    pub grace: Duration,
-    /// Runs that outlived limit and grace and still hold a thread.
-    pub stuck: Arc<AtomicUsize>,
+/// How a slot thread's run of a job ended.
+pub(super) enum Ran {
+    Finished(Finished),
+    /// The loop gave up on it past its time limit: its outcome is already recorded.
+    Abandoned,
 }
 
-/// Starts `delivery` of `task` and returns its shared state; the outcome arrives on `done`.
-pub(super) fn start(
-    task: Arc<TaskHandle>,
-    delivery: &Delivery,
-    database: Option<&Database>,
-    limits: &Limits,
-    done: mpsc::UnboundedSender<Finished>,
-) -> Arc<RunState> {
-    let state = Arc::new(RunState {
-        cancel: CancelFlag::default(),
-        revoked: AtomicBool::new(false),
-        progress: Arc::new(Mutex::new(None)),
-    });
+/// Runs `job`, which [`RunState::begin`] started, on the calling (slot) thread.
+pub(super) fn run(job: Job, database: Option<&Database>, runtime: &tokio::runtime::Handle) -> Ran {
+    let Job {
+        task,
+        delivery,
+        state,
+    } = job;
+    tracing::debug!(task = %delivery.name, task_id = %delivery.lease.task_id, attempt = delivery.attempt, "task started");
+    let began = state.started_at().unwrap_or_else(Instant::now);
     let ctx = RunContext {
         task_id: delivery.lease.task_id.clone(),
         attempt: delivery.attempt,
@@ -90,77 +159,51 @@ pub(super) fn start(
             progress: Arc::clone(&state.progress),
         }),
         session: match database {
-            Some(db) => Session::new(db.clone(), tokio::runtime::Handle::current()),
+            Some(db) => Session::new(db.clone(), runtime.clone()),
             None => Session::none(),
         },
     };
-    let args = delivery.args.clone();
-    let retries_used = delivery.retries;
-    let task_id = delivery.lease.task_id.clone();
-    let grace = limits.grace;
-    let stuck = Arc::clone(&limits.stuck);
-    let shared = Arc::clone(&state);
-    tokio::spawn(async move {
-        let began = std::time::Instant::now();
-        let time_limit = task.def.time_limit_ms.map(Duration::from_millis);
-        let run_task = Arc::clone(&task);
-        let mut join = tokio::task::spawn_blocking(move || {
-            let result = run_task.run(&args, &ctx);
-            // Here, on the run's own thread, however the run ended: a panic was caught
-            // inside the plugin, a time limit or revoke only asked it to return.
-            ctx.session.release();
-            result
-        });
-        let mut timed_out = false;
-        let result = match time_limit {
-            None => Some((&mut join).await),
-            Some(limit) => match tokio::time::timeout(limit, &mut join).await {
-                Ok(result) => Some(result),
-                Err(_) => {
-                    timed_out = true;
-                    shared.cancel.cancel();
-                    tokio::time::timeout(grace, &mut join).await.ok()
-                }
-            },
-        };
-        let outcome = match result {
-            None => {
-                // The thread cannot be killed: count it until it returns.
-                stuck.fetch_add(1, Ordering::SeqCst);
-                tracing::error!(
-                    task = %task.def.name,
-                    task_id,
-                    grace_ms = grace.as_millis() as u64,
-                    "task ignored cancellation past its time limit; its thread stays busy"
-                );
-                let stuck = Arc::clone(&stuck);
-                tokio::spawn(async move {
-                    let _ = join.await;
-                    stuck.fetch_sub(1, Ordering::SeqCst);
-                });
-                time_limit_failure(&task)
-            }
-            Some(Err(join_error)) => Outcome::Failure {
-                error: format!("the run's thread failed: {join_error}"),
-            },
-            Some(Ok(_)) if timed_out => time_limit_failure(&task),
-            Some(Ok(run)) => decide(
-                &task,
-                run,
-                retries_used,
-                shared.revoked.load(Ordering::SeqCst),
-            ),
-        };
-        let _ = done.send(Finished {
-            task_id,
-            outcome,
-            held_slot: began.elapsed(),
-        });
-    });
-    state
+    // A plugin's panic is caught at the ABI boundary; this catches the host's own, so
+    // that a bug there fails one task instead of taking a slot thread down.
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let result = task.run(&delivery.args, &ctx);
+        // However the run ended, on the run's own thread: a time limit or revoke only
+        // asked it to return.
+        ctx.session.release();
+        result
+    }));
+    let held_slot = began.elapsed();
+    if !state.end() {
+        return Ran::Abandoned;
+    }
+    let outcome = match result {
+        Err(panic) => Outcome::Failure {
+            error: format!("the run's thread failed: {}", panic_text(&*panic)),
+        },
+        Ok(_) if state.timed_out.load(Ordering::SeqCst) => time_limit_failure(&task),
+        Ok(run) => decide(
+            &task,
+            run,
+            delivery.retries,
+            state.revoked.load(Ordering::SeqCst),
+        ),
+    };
+    Ran::Finished(Finished {
+        task_id: delivery.lease.task_id,
+        outcome,
+        held_slot,
+    })
 }
 
-fn time_limit_failure(task: &TaskHandle) -> Outcome {
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("panicked")
+}
+
+pub(super) fn time_limit_failure(task: &TaskHandle) -> Outcome {
     let limit = task.def.time_limit_ms.unwrap_or_default();
     Outcome::Failure {
         error: format!(

@@ -21,23 +21,24 @@
 //! never empty cannot starve the others: each queue gets at least that share of turns.
 
 mod execute;
+mod slots;
 
 use std::{
     collections::{HashMap, VecDeque},
     future::Future,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
     time::{Duration, Instant},
 };
 
 use tokio::sync::{mpsc, Notify};
 
-use self::execute::{Finished, Limits, RunState};
+use self::{
+    execute::{Finished, Job, RunState},
+    slots::Slots,
+};
 use crate::{
     database::Database,
-    plugins::PluginRegistry,
+    plugins::{PluginRegistry, TaskHandle},
     queue::{
         now_ms, Broker, Completion, Delivery, Lease, LeaseStatus, LeaseUpdate, Outcome, Progress,
         WorkerInfo,
@@ -137,13 +138,9 @@ pub struct WorkerReport {
 /// A claimed task: waiting in this worker for a slot (claimed ahead), or running.
 struct Running {
     lease: Lease,
-    slot: Slot,
+    task: Arc<TaskHandle>,
+    state: Arc<RunState>,
     sent_progress: Option<Progress>,
-}
-
-enum Slot {
-    Waiting(Box<Delivery>),
-    Started(Arc<RunState>, Instant),
 }
 
 /// How long recent runs held their slots, to decide how much to claim ahead.
@@ -200,16 +197,16 @@ impl Worker {
             registry,
             config,
         } = self;
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
-        let limits = Limits {
-            grace: config.time_limit_grace,
-            stuck: Arc::new(AtomicUsize::new(0)),
+        let slots = match Slots::start(config.concurrency, config.database.clone()) {
+            Ok(slots) => slots,
+            Err(error) => {
+                tracing::error!(worker = %config.name, %error, "cannot start the worker's slot threads");
+                return WorkerReport::default();
+            }
         };
         let started_at = now_ms();
+        // Every task claimed and not yet reported: waiting in `slots` or running.
         let mut running: HashMap<String, Running> = HashMap::new();
-        // Claimed ahead, in claim order, waiting for a slot (ids of `running` entries).
-        let mut waiting: VecDeque<String> = VecDeque::new();
-        let mut busy: usize = 0;
         let mut pace = Pace::default();
         let mut outbox: Vec<Completion> = Vec::new();
         let mut outbox_since: Option<Instant> = None;
@@ -277,8 +274,7 @@ impl Worker {
             // with short tasks still renews the lease of its long one.
             if last_tick.elapsed() >= tick {
                 last_tick = Instant::now();
-                renew(&*broker, &config, &mut running, &mut outbox).await;
-                waiting.retain(|id| running.contains_key(id));
+                renew(&*broker, &config, &slots, &mut running, &mut outbox).await;
                 if last_reclaim.elapsed() >= config.reclaim_every {
                     last_reclaim = Instant::now();
                     hungry |= reclaim(&*broker, &config).await;
@@ -290,32 +286,16 @@ impl Worker {
                         &config,
                         started_at,
                         running.len(),
-                        limits.stuck.load(Ordering::SeqCst),
+                        slots.stuck(),
                     )
                     .await;
                 }
             }
-            while let Ok(finished) = done_rx.try_recv() {
-                finish(
-                    finished,
-                    &config,
-                    &mut running,
-                    &mut busy,
-                    &mut pace,
-                    &mut outbox,
-                );
+            for finished in slots.take_finished() {
+                finish(finished, &config, &mut running, &mut pace, &mut outbox);
             }
-            // Slots freed: start what waits here first, no round trip needed.
-            fill_slots(
-                &registry,
-                &config,
-                &limits,
-                &done_tx,
-                &mut outbox,
-                &mut running,
-                &mut waiting,
-                &mut busy,
-            );
+            // The next time limit (or end of grace) of a run going on.
+            let next_deadline = enforce_time_limits(&config, &slots, &mut running, &mut outbox);
             if outbox.is_empty() {
                 outbox_since = None;
             } else {
@@ -342,8 +322,8 @@ impl Worker {
             // over (then it is in the sample), and hand back what waits behind it.
             let oldest_run = oldest_start(&running);
             let misjudged = oldest_run.is_some_and(|t| t.elapsed() >= RETURN_AFTER);
-            if misjudged && busy >= config.concurrency && !waiting.is_empty() {
-                give_back_waiting(&config, &mut running, &mut waiting, &mut outbox);
+            if misjudged && slots.active() >= config.concurrency && slots.queued() > 0 {
+                give_back_waiting(&config, &slots, &mut running, &mut outbox);
                 outbox_since.get_or_insert_with(Instant::now);
             }
             let allowance = if misjudged {
@@ -359,7 +339,10 @@ impl Worker {
             // While enough waits here to keep the slots busy, outcomes and claims wait
             // to go out together (at most FLUSH_AFTER). Without claiming ahead nothing
             // waits here, and every turn goes out at once.
-            let backlog_low = waiting.len() <= allowance / 4;
+            let low_water = allowance / 4;
+            slots.set_low_water(low_water);
+            let queued = slots.queued();
+            let backlog_low = queued <= low_water;
             let flush = !outbox.is_empty()
                 && (backlog_low
                     || stopping.is_some()
@@ -389,28 +372,9 @@ impl Worker {
                         next_due = cycle.next_due_in.map(|d| Instant::now() + d);
                         // Every task asked for came: the queue may hold more.
                         hungry = want > 0 && cycle.deliveries.len() == want;
-                        for delivery in cycle.deliveries {
-                            let id = delivery.lease.task_id.clone();
-                            running.insert(
-                                id.clone(),
-                                Running {
-                                    lease: delivery.lease.clone(),
-                                    slot: Slot::Waiting(Box::new(delivery)),
-                                    sent_progress: None,
-                                },
-                            );
-                            waiting.push_back(id);
-                        }
-                        fill_slots(
-                            &registry,
-                            &config,
-                            &limits,
-                            &done_tx,
-                            &mut outbox,
-                            &mut running,
-                            &mut waiting,
-                            &mut busy,
-                        );
+                        let jobs =
+                            claim(&registry, &config, cycle.deliveries, &mut running, &mut outbox);
+                        slots.push(jobs);
                     }
                     Err(error) => {
                         // Nothing is lost: the same outcomes go out with the next cycle.
@@ -429,22 +393,22 @@ impl Worker {
             }
 
             // Nothing to claim or report right now: wait for something to happen.
-            if want > 0 && waiting.is_empty() && !waiting_for_work {
+            if want > 0 && queued == 0 && !waiting_for_work {
                 want_wake.notify_one();
                 waiting_for_work = true;
             }
             let until_due = next_due.map(|due| due.saturating_duration_since(Instant::now()));
             let until_flush = outbox_since.map(|since| FLUSH_AFTER.saturating_sub(since.elapsed()));
-            // Tasks wait here: look again when the oldest run reaches RETURN_AFTER.
-            let until_misjudged = oldest_run
-                .filter(|_| !waiting.is_empty())
-                .map(|t| RETURN_AFTER.saturating_sub(t.elapsed()));
+            // Tasks wait here: look again when the oldest run reaches RETURN_AFTER (runs
+            // that started since this turn are not known yet: at most that long).
+            let until_misjudged = (queued > 0).then(|| {
+                oldest_run.map_or(RETURN_AFTER, |t| RETURN_AFTER.saturating_sub(t.elapsed()))
+            });
+            let until_deadline =
+                next_deadline.map(|at| at.saturating_duration_since(Instant::now()));
             tokio::select! {
-                finished = done_rx.recv() => {
-                    if let Some(finished) = finished {
-                        finish(finished, &config, &mut running, &mut busy, &mut pace, &mut outbox);
-                    }
-                }
+                () = slots.notified() => {}
+                () = tokio::time::sleep(until_deadline.unwrap_or_default()), if until_deadline.is_some() => {}
                 () = tokio::time::sleep(until_flush.unwrap_or_default()), if until_flush.is_some() => {}
                 () = tokio::time::sleep(until_misjudged.unwrap_or_default()), if until_misjudged.is_some() => {}
                 Some(()) = wake_rx.recv() => {
@@ -459,6 +423,7 @@ impl Worker {
                 _ = stop_rx.changed(), if stopping.is_none() => {}
             }
         }
+        slots.close();
         waker.abort();
         stop_watcher.abort();
         tracing::info!(worker = %config.name, completed = report.completed, "worker stopped");
@@ -482,14 +447,12 @@ fn finish(
     finished: Finished,
     config: &WorkerConfig,
     running: &mut HashMap<String, Running>,
-    busy: &mut usize,
     pace: &mut Pace,
     outbox: &mut Vec<Completion>,
 ) {
     let Some(run) = running.remove(&finished.task_id) else {
         return;
     };
-    *busy = busy.saturating_sub(1);
     pace.record(finished.held_slot);
     outbox.push(Completion {
         lease: run.lease,
@@ -502,23 +465,20 @@ fn finish(
 fn oldest_start(running: &HashMap<String, Running>) -> Option<Instant> {
     running
         .values()
-        .filter_map(|run| match run.slot {
-            Slot::Started(_, at) => Some(at),
-            Slot::Waiting(_) => None,
-        })
+        .filter_map(|run| run.state.started_at())
         .min()
 }
 
 /// Hands every task waiting here back to its queue, unstarted.
 fn give_back_waiting(
     config: &WorkerConfig,
+    slots: &Slots,
     running: &mut HashMap<String, Running>,
-    waiting: &mut VecDeque<String>,
     outbox: &mut Vec<Completion>,
 ) {
     let mut returned = 0;
-    for id in waiting.drain(..) {
-        if let Some(run) = running.remove(&id) {
+    for job in slots.withdraw_all() {
+        if let Some(run) = running.remove(&job.delivery.lease.task_id) {
             returned += 1;
             outbox.push(Completion {
                 lease: run.lease,
@@ -535,79 +495,109 @@ fn give_back_waiting(
     tracing::info!(worker = %config.name, returned, "runs slower than expected: tasks claimed ahead go back to their queues");
 }
 
-/// Starts waiting tasks, oldest first, while slots are free.
-#[allow(clippy::too_many_arguments)]
-fn fill_slots(
+/// Turns claimed deliveries into jobs for the slot threads, in claim order; a task
+/// this worker does not know is released for another worker instead.
+fn claim(
     registry: &PluginRegistry,
     config: &WorkerConfig,
-    limits: &Limits,
-    done: &mpsc::UnboundedSender<Finished>,
-    outbox: &mut Vec<Completion>,
+    deliveries: Vec<Delivery>,
     running: &mut HashMap<String, Running>,
-    waiting: &mut VecDeque<String>,
-    busy: &mut usize,
-) {
-    while *busy < config.concurrency {
-        let Some(id) = waiting.pop_front() else {
-            return;
-        };
-        // Gone meanwhile: revoked or taken over while it waited.
-        let Some(mut run) = running.remove(&id) else {
+    outbox: &mut Vec<Completion>,
+) -> Vec<Job> {
+    let catalog = registry.snapshot();
+    let mut jobs = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        let Some(task) = catalog
+            .resolve(&delivery.name)
+            .filter(|t| t.def.name == delivery.name)
+        else {
+            tracing::warn!(
+                worker = %config.name,
+                task = %delivery.name,
+                task_id = %delivery.lease.task_id,
+                "task unknown to this worker; released for another worker"
+            );
+            outbox.push(Completion {
+                worker: config.name.clone(),
+                outcome: Outcome::Release {
+                    reason: format!("worker {} has no task {}", config.name, delivery.name),
+                    max_lost: config.max_lost,
+                    // Growing with each release, so that a worker that knows the task
+                    // (a rolling deploy, a plugin being reloaded) gets a chance at it.
+                    delay: Duration::from_secs(u64::from(delivery.lost) + 1),
+                },
+                lease: delivery.lease,
+            });
             continue;
         };
-        let Slot::Waiting(delivery) = run.slot else {
-            running.insert(id, run);
-            continue;
-        };
-        if let Some(state) = start(registry, config, limits, done, outbox, *delivery) {
-            run.slot = Slot::Started(state, Instant::now());
-            running.insert(id, run);
-            *busy += 1;
-        }
+        let state = RunState::new(task.def.time_limit_ms.map(Duration::from_millis));
+        running.insert(
+            delivery.lease.task_id.clone(),
+            Running {
+                lease: delivery.lease.clone(),
+                task: Arc::clone(task),
+                state: Arc::clone(&state),
+                sent_progress: None,
+            },
+        );
+        jobs.push(Job {
+            task: Arc::clone(task),
+            delivery,
+            state,
+        });
     }
+    jobs
 }
 
-/// Starts a delivery, or queues its release when this worker does not know the task.
-fn start(
-    registry: &PluginRegistry,
+/// Asks runs past their time limit to stop; fails those past the grace too and gives
+/// their slots to new threads. Returns when to look again.
+fn enforce_time_limits(
     config: &WorkerConfig,
-    limits: &Limits,
-    done: &mpsc::UnboundedSender<Finished>,
+    slots: &Slots,
+    running: &mut HashMap<String, Running>,
     outbox: &mut Vec<Completion>,
-    delivery: Delivery,
-) -> Option<Arc<RunState>> {
-    let catalog = registry.snapshot();
-    let Some(task) = catalog
-        .resolve(&delivery.name)
-        .filter(|t| t.def.name == delivery.name)
-    else {
-        tracing::warn!(
-            worker = %config.name,
-            task = %delivery.name,
-            task_id = %delivery.lease.task_id,
-            "task unknown to this worker; released for another worker"
+) -> Option<Instant> {
+    let now = Instant::now();
+    let mut next: Option<Instant> = None;
+    let mut abandoned = Vec::new();
+    for (id, run) in running.iter() {
+        let (Some(limit), Some(began)) = (run.state.time_limit, run.state.started_at()) else {
+            continue;
+        };
+        let stop_at = began + limit;
+        let give_up_at = stop_at + config.time_limit_grace;
+        if now >= give_up_at {
+            if run.state.abandon() {
+                abandoned.push(id.clone());
+            }
+            continue;
+        }
+        if now >= stop_at && !run.state.timed_out.swap(true, Ordering::SeqCst) {
+            tracing::warn!(task_id = %id, limit_ms = limit.as_millis() as u64, "time limit reached: asking the run to stop");
+            run.state.cancel.cancel();
+        }
+        let at = if now >= stop_at { give_up_at } else { stop_at };
+        next = Some(next.map_or(at, |n| n.min(at)));
+    }
+    for id in abandoned {
+        let Some(run) = running.remove(&id) else {
+            continue;
+        };
+        // The thread cannot be killed: it is counted until its run returns.
+        slots.replace_stuck();
+        tracing::error!(
+            task = %run.task.def.name,
+            task_id = %id,
+            grace_ms = config.time_limit_grace.as_millis() as u64,
+            "task ignored cancellation past its time limit; its thread stays busy"
         );
         outbox.push(Completion {
+            lease: run.lease,
             worker: config.name.clone(),
-            outcome: Outcome::Release {
-                reason: format!("worker {} has no task {}", config.name, delivery.name),
-                max_lost: config.max_lost,
-                // Growing with each release, so that a worker that knows the task
-                // (a rolling deploy, a plugin being reloaded) gets a chance at it.
-                delay: Duration::from_secs(u64::from(delivery.lost) + 1),
-            },
-            lease: delivery.lease,
+            outcome: execute::time_limit_failure(&run.task),
         });
-        return None;
-    };
-    tracing::debug!(task = %delivery.name, task_id = %delivery.lease.task_id, attempt = delivery.attempt, "task started");
-    Some(execute::start(
-        Arc::clone(task),
-        &delivery,
-        config.database.as_ref(),
-        limits,
-        done.clone(),
-    ))
+    }
+    next
 }
 
 /// Renews every lease held and sends progress that changed; cancels runs whose lease
@@ -616,20 +606,19 @@ fn start(
 async fn renew(
     broker: &dyn Broker,
     config: &WorkerConfig,
+    slots: &Slots,
     running: &mut HashMap<String, Running>,
     outbox: &mut Vec<Completion>,
 ) {
     let mut ids = Vec::new();
     let mut updates = Vec::new();
     for (id, run) in running.iter() {
-        let progress = match &run.slot {
-            Slot::Started(state, _) => state
-                .progress
-                .lock()
-                .expect("progress lock poisoned")
-                .clone(),
-            Slot::Waiting(_) => None,
-        };
+        let progress = run
+            .state
+            .progress
+            .lock()
+            .expect("progress lock poisoned")
+            .clone();
         let changed = progress.is_some() && progress != run.sent_progress;
         ids.push(id.clone());
         updates.push(LeaseUpdate {
@@ -654,9 +643,14 @@ async fn renew(
         if update.progress.is_some() {
             run.sent_progress = update.progress;
         }
-        let state = match &run.slot {
-            Slot::Started(state, _) => Arc::clone(state),
-            Slot::Waiting(_) => {
+        let state = Arc::clone(&run.state);
+        // Revoked or lost while it waits here: take it back, unless a slot thread has
+        // just started it (then it is cancelled like any run).
+        let unstarted = status != LeaseStatus::Held
+            && state.is_waiting()
+            && slots.withdraw(id, &state);
+        if unstarted {
+            {
                 match status {
                     LeaseStatus::Held => {}
                     LeaseStatus::RevokeRequested => {
@@ -674,9 +668,9 @@ async fn renew(
                         running.remove(id);
                     }
                 }
-                continue;
             }
-        };
+            continue;
+        }
         match status {
             LeaseStatus::Held => {}
             LeaseStatus::RevokeRequested => {

@@ -45,16 +45,32 @@ local function flush_signals()
   SIGNALS = {}
 end
 
-local function history(id, now, event, attempt, worker, detail)
-  local entry = {at = now, event = event, attempt = tonumber(attempt) or 0}
+-- The history list keeps only what the task hash cannot tell. The hash holds the current
+-- attempt's start (attempts, started_at, worker) and the task's outcome; readers derive
+-- that attempt's 'started' event and the 'succeeded' or 'failed' that ends it from the
+-- hash (record_from_hash in mod.rs). So a task that runs once and ends writes no history
+-- at all: two list pushes and two JSON encodings fewer per task. The 'hist' field says
+-- the list exists, so that expiring the record touches it only then.
+local function history(id, at, event, attempt, worker, detail)
+  local entry = {at = at, event = event, attempt = tonumber(attempt) or 0}
   if worker and worker ~= '' then entry.worker = worker end
   if detail and detail ~= '' then entry.detail = detail end
   redis.call('RPUSH', history_key(id), cjson.encode(entry))
+  redis.call('HSET', task_key(id), 'hist', '1')
 end
 
-local function expire_record(id, ttl)
+-- An attempt that ends without ending the task (retry, lost worker, release, revoke
+-- while running): its start goes into the list before the next attempt overwrites it.
+local function close_attempt(id)
+  local f = redis.call('HMGET', task_key(id), 'attempts', 'started_at', 'worker')
+  if f[2] then history(id, tonumber(f[2]), 'started', f[1], f[3], nil) end
+end
+
+-- has_history: the 'hist' field as the caller read it; nil means look.
+local function expire_record(id, ttl, has_history)
   redis.call('PEXPIRE', task_key(id), ttl)
-  redis.call('PEXPIRE', history_key(id), ttl)
+  if has_history == nil then has_history = redis.call('HGET', task_key(id), 'hist') end
+  if has_history then redis.call('PEXPIRE', history_key(id), ttl) end
 end
 
 local function dead_letter(id, queue, now, attempt, worker, reason)

@@ -16,49 +16,52 @@ for c = 0, n - 1 do
   local id, token, stream, kind, payload, extra =
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local tk = task_key(id)
-  local f = redis.call('HMGET', tk, 'lease', 'attempts', 'queue', 'priority', 'revoke')
-  -- Fencing: only the current lease may complete the task. A stale holder (its lease
-  -- expired and the task was handed to another worker) changes nothing.
-  if f[1] == token and f[3] then
+  local f = redis.call('HMGET', tk, 'lease', 'attempts', 'queue', 'priority', 'revoke', 'state', 'hist')
+  -- Fencing: only the current lease of a running task may complete it. A stale holder
+  -- (its lease expired and the task was handed to another worker) or a second report
+  -- of the same outcome changes nothing. The lease field outlives the attempt; the
+  -- state says whether it is still current.
+  if f[1] == token and f[6] == 'STARTED' and f[3] then
     local attempt, queue = f[2], f[3]
     redis.call('XACK', stream, GROUP, token)
     redis.call('XDEL', stream, token)
-    redis.call('HDEL', tk, 'lease', 'revoke')
-    -- A revoke asked for while it ran wins over running it again.
-    if f[5] == '1' and (kind == 'retry' or kind == 'release' or kind == 'return') then
-      kind = 'revoked'
+    if f[5] == '1' then
+      redis.call('HDEL', tk, 'revoke')
+      -- A revoke asked for while it ran wins over running it again.
+      if kind == 'retry' or kind == 'release' or kind == 'return' then kind = 'revoked' end
     end
     if kind == 'success' then
       redis.call('HSET', tk, 'state', 'SUCCESS', 'result', payload, 'finished_at', now)
-      history(id, now, 'succeeded', attempt, worker, nil)
-      expire_record(id, ttl)
+      expire_record(id, ttl, f[7])
     elseif kind == 'failure' then
       redis.call('HSET', tk, 'state', 'FAILURE', 'error', payload, 'finished_at', now)
-      history(id, now, 'failed', attempt, worker, payload)
-      expire_record(id, ttl)
+      expire_record(id, ttl, f[7])
     elseif kind == 'retry' then
       local due = now + tonumber(extra)
+      close_attempt(id)
       redis.call('HINCRBY', tk, 'retries', 1)
       redis.call('HSET', tk, 'state', 'RETRY', 'error', payload, 'eta', due)
       redis.call('ZADD', delayed_key(queue), due, id)
       history(id, now, 'retry', attempt, worker, payload)
     elseif kind == 'revoked' then
+      close_attempt(id)
       redis.call('HSET', tk, 'state', 'REVOKED', 'finished_at', now)
       history(id, now, 'revoked', attempt, worker, 'stopped while running')
-      expire_record(id, ttl)
+      expire_record(id, ttl, true)
     elseif kind == 'return' then
-      -- Claimed ahead and never started: not an attempt; back to its queue now.
-      redis.call('HINCRBY', tk, 'attempts', -1)
-      redis.call('HSET', tk, 'state', 'PENDING')
+      -- Claimed ahead and never started: not an attempt, and no 'started' event; back
+      -- to its queue now.
+      redis.call('HSET', tk, 'state', 'PENDING', 'attempts', tonumber(attempt) - 1)
       redis.call('HDEL', tk, 'worker', 'started_at')
       history(id, now, 'returned', attempt - 1, worker, payload)
-      push_ready(id, queue, tonumber(redis.call('HGET', tk, 'priority')))
+      push_ready(id, queue, tonumber(f[4]))
     elseif kind == 'release' then
       -- extra is 'max_lost:delay_ms'; the delay keeps the task from coming straight
       -- back to the worker that could not run it.
       local sep = string.find(extra, ':')
       local max_lost, delay = tonumber(string.sub(extra, 1, sep - 1)), tonumber(string.sub(extra, sep + 1))
       local lost = redis.call('HINCRBY', tk, 'lost', 1)
+      close_attempt(id)
       if lost >= max_lost then
         dead_letter(id, queue, now, attempt, worker,
           'delivered ' .. lost .. ' times without running; last time: ' .. payload)
@@ -111,13 +114,14 @@ for _, q in ipairs(queues) do
       for _, entry in ipairs(res[1][2]) do
         local eid, id = entry[1], entry[2][2]
         local tk = task_key(id)
-        local f = redis.call('HMGET', tk, 'state', 'name', 'args', 'retries', 'lost', 'enqueued_at', 'eta')
+        local f = redis.call('HMGET', tk, 'state', 'name', 'args', 'retries', 'lost', 'enqueued_at', 'eta', 'attempts')
         local state = f[1]
         if (state == 'PENDING' or state == 'RETRY') and f[2] then
-          local attempt = redis.call('HINCRBY', tk, 'attempts', 1)
-          redis.call('HSET', tk, 'state', 'STARTED', 'lease', eid, 'worker', worker, 'started_at', now)
+          -- No history entry: the hash says when this attempt started and where.
+          local attempt = (tonumber(f[8]) or 0) + 1
+          redis.call('HSET', tk, 'state', 'STARTED', 'lease', eid, 'worker', worker,
+            'started_at', now, 'attempts', attempt)
           if f[7] then redis.call('HDEL', tk, 'eta') end
-          history(id, now, 'started', attempt, worker, nil)
           delivered[#delivered + 1] = {eid, sk, id, f[2], q, f[3], attempt, f[4], f[5], f[6]}
           count = count + 1
         else

@@ -625,6 +625,44 @@ fn record_from_hash(
     let state = text("state")
         .and_then(|s| TaskState::parse(&s))
         .ok_or_else(|| BrokerError::Corrupt(format!("task {id} has no valid state")))?;
+    let dead_lettered = text("dead").as_deref() == Some("1");
+    let attempts = number("attempts").unwrap_or(0) as u32;
+    let mut history: Vec<HistoryEvent> = history
+        .iter()
+        .filter_map(|h| serde_json::from_str::<HistoryEvent>(h).ok())
+        .collect();
+    // The scripts store only what the hash cannot tell (common.lua): the current
+    // attempt's start and a normal ending are read back from the hash fields.
+    let started_at = number("started_at");
+    if let Some(at) = started_at {
+        let recorded = history
+            .iter()
+            .any(|h| h.event == "started" && h.attempt == attempts);
+        if !recorded {
+            history.push(HistoryEvent {
+                at,
+                event: "started".to_owned(),
+                attempt: attempts,
+                worker: text("worker"),
+                detail: None,
+            });
+        }
+    }
+    let finished_at = number("finished_at");
+    let ending = match state {
+        TaskState::Success => Some(("succeeded", None)),
+        TaskState::Failure if !dead_lettered => Some(("failed", text("error"))),
+        _ => None,
+    };
+    if let (Some((event, detail)), Some(at)) = (ending, finished_at) {
+        history.push(HistoryEvent {
+            at,
+            event: event.to_owned(),
+            attempt: attempts,
+            worker: text("worker"),
+            detail,
+        });
+    }
     Ok(TaskRecord {
         id: id.to_owned(),
         name: text("name").unwrap_or_default(),
@@ -632,23 +670,20 @@ fn record_from_hash(
         args: text("args").unwrap_or_else(|| "null".to_owned()),
         state,
         priority: number("priority").unwrap_or(5) as u8,
-        attempts: number("attempts").unwrap_or(0) as u32,
+        attempts,
         retries: number("retries").unwrap_or(0) as u32,
         lost: number("lost").unwrap_or(0) as u32,
         enqueued_at: number("enqueued_at").unwrap_or(0),
         eta: number("eta"),
-        started_at: number("started_at"),
-        finished_at: number("finished_at"),
+        started_at,
+        finished_at,
         worker: text("worker"),
         result: text("result"),
         error: text("error"),
         progress: text("progress").and_then(|p| serde_json::from_str::<Progress>(&p).ok()),
         revoke_requested: text("revoke").as_deref() == Some("1"),
-        dead_lettered: text("dead").as_deref() == Some("1"),
-        history: history
-            .iter()
-            .filter_map(|h| serde_json::from_str::<HistoryEvent>(h).ok())
-            .collect(),
+        dead_lettered,
+        history,
     })
 }
 

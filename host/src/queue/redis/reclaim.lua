@@ -26,6 +26,7 @@ for _, q in ipairs(redis.call('SMEMBERS', QUEUES)) do
             redis.call('HDEL', tk, 'lease', 'revoke')
             local lost = redis.call('HINCRBY', tk, 'lost', 1)
             local why = 'lease expired: worker ' .. (f[2] or '?') .. ' gave no sign of life for ' .. lease .. ' ms'
+            close_attempt(id)
             history(id, now, 'lease_expired', f[3], f[2], why)
             if f[5] == '1' then
               -- Revoked while it ran: the lost run is not run again.

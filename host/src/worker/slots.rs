@@ -1,0 +1,234 @@
+//! The slot threads: one OS thread per slot, each taking the next claimed task from a
+//! queue it shares with the worker loop.
+//!
+//! A thread that finishes a run takes the next waiting task at once, so a worker busy
+//! with short tasks runs them without a thread wake-up per task. (Through the async
+//! runtime, `spawn` + `spawn_blocking` + the join cost about three wake-ups per run:
+//! most of a two-slot worker's CPU on `background.noop`, and the limit of its
+//! throughput.) The loop is woken only when it has something to do: the queue is down
+//! to its low-water mark when a run ends, or a run with a time limit started.
+//!
+//! A run that outlives its time limit and grace is abandoned by the loop: its outcome
+//! is recorded, a new thread takes its slot, and the stuck thread, counted meanwhile,
+//! ends when its run finally returns.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Condvar, Mutex, MutexGuard,
+    },
+};
+
+use tokio::sync::Notify;
+
+use super::execute::{self, Finished, Job, Ran};
+use crate::database::Database;
+
+pub(super) struct Slots {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    /// Idle slot threads wait here for work.
+    work: Condvar,
+    /// Wakes the worker loop.
+    wake: Notify,
+    /// Runs that outlived their time limit and grace and still hold a thread.
+    stuck: AtomicUsize,
+    /// Runs going on now.
+    active: AtomicUsize,
+    database: Option<Database>,
+    runtime: tokio::runtime::Handle,
+}
+
+#[derive(Default)]
+struct Inner {
+    queue: VecDeque<Job>,
+    finished: Vec<Finished>,
+    idle: usize,
+    /// A run ending with this many tasks or fewer queued wakes the loop.
+    low_water: usize,
+    /// The loop was woken and has not collected the finished runs yet.
+    notified: bool,
+    closed: bool,
+}
+
+impl Slots {
+    /// Starts `count` slot threads; call from inside the runtime (its handle serves the
+    /// runs' database sessions).
+    pub fn start(count: usize, database: Option<Database>) -> std::io::Result<Self> {
+        let slots = Self {
+            shared: Arc::new(Shared {
+                inner: Mutex::new(Inner::default()),
+                work: Condvar::new(),
+                wake: Notify::new(),
+                stuck: AtomicUsize::new(0),
+                active: AtomicUsize::new(0),
+                database,
+                runtime: tokio::runtime::Handle::current(),
+            }),
+        };
+        for _ in 0..count {
+            slots.spawn_thread()?;
+        }
+        Ok(slots)
+    }
+
+    fn spawn_thread(&self) -> std::io::Result<()> {
+        let shared = Arc::clone(&self.shared);
+        std::thread::Builder::new()
+            .name("toolbox-slot".to_owned())
+            .spawn(move || shared.serve())
+            .map(drop)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.shared.lock()
+    }
+
+    /// Queues claimed tasks, in order, and wakes idle threads for them.
+    pub fn push(&self, jobs: Vec<Job>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let mut inner = self.lock();
+        let wake = inner.idle.min(jobs.len());
+        inner.queue.extend(jobs);
+        drop(inner);
+        for _ in 0..wake {
+            self.shared.work.notify_one();
+        }
+    }
+
+    /// Tasks waiting for a slot.
+    pub fn queued(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    /// Runs going on now.
+    pub fn active(&self) -> usize {
+        self.shared.active.load(Ordering::SeqCst)
+    }
+
+    pub fn stuck(&self) -> usize {
+        self.shared.stuck.load(Ordering::SeqCst)
+    }
+
+    pub fn set_low_water(&self, tasks: usize) {
+        self.lock().low_water = tasks;
+    }
+
+    /// Runs that ended since the last call.
+    pub fn take_finished(&self) -> Vec<Finished> {
+        let mut inner = self.lock();
+        inner.notified = false;
+        std::mem::take(&mut inner.finished)
+    }
+
+    /// Resolves when a slot thread asks the loop to look (see the module's doc).
+    pub async fn notified(&self) {
+        self.shared.wake.notified().await;
+    }
+
+    /// Takes a task back before it starts: true if it had not started (it never will).
+    pub fn withdraw(&self, task_id: &str, state: &execute::RunState) -> bool {
+        let mut inner = self.lock();
+        if let Some(at) = inner
+            .queue
+            .iter()
+            .position(|job| job.delivery.lease.task_id == task_id)
+        {
+            inner.queue.remove(at);
+        }
+        drop(inner);
+        // Not queued any more: a thread may hold it; whoever swaps its phase first wins.
+        state.withdraw()
+    }
+
+    /// Takes back every task still queued; none of them has started.
+    pub fn withdraw_all(&self) -> Vec<Job> {
+        let jobs: Vec<Job> = self.lock().queue.drain(..).collect();
+        jobs.into_iter().filter(|job| job.state.withdraw()).collect()
+    }
+
+    /// Gives the slot of an abandoned run to a new thread.
+    pub fn replace_stuck(&self) {
+        self.shared.stuck.fetch_add(1, Ordering::SeqCst);
+        if let Err(error) = self.spawn_thread() {
+            tracing::error!(%error, "cannot start a thread for the slot of a stuck run: the worker has one slot fewer");
+        }
+    }
+
+    /// Idle threads end; runs going on finish, and their threads end then.
+    pub fn close(&self) {
+        let mut inner = self.lock();
+        inner.closed = true;
+        let queued: Vec<Job> = inner.queue.drain(..).collect();
+        drop(inner);
+        for job in queued {
+            job.state.withdraw();
+        }
+        self.shared.work.notify_all();
+    }
+}
+
+impl Drop for Slots {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Nothing panics while holding it; a poisoned lock still holds sound data.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A slot thread's life: run queued tasks until closed.
+    fn serve(&self) {
+        // Plugins and sessions may look for the runtime of the thread they run on.
+        let _runtime = self.runtime.enter();
+        let mut inner = self.lock();
+        loop {
+            let Some(job) = inner.queue.pop_front() else {
+                if inner.closed {
+                    return;
+                }
+                inner.idle += 1;
+                inner = self.work.wait(inner).unwrap_or_else(|e| e.into_inner());
+                inner.idle -= 1;
+                continue;
+            };
+            drop(inner);
+            if job.state.begin() {
+                if job.state.time_limit.is_some() {
+                    // The loop keeps the time: tell it this run's clock started.
+                    self.wake.notify_one();
+                }
+                self.active.fetch_add(1, Ordering::SeqCst);
+                let ran = execute::run(job, self.database.as_ref(), &self.runtime);
+                self.active.fetch_sub(1, Ordering::SeqCst);
+                inner = self.lock();
+                match ran {
+                    Ran::Abandoned => {
+                        // A new thread has had this slot since the loop gave up on the run.
+                        self.stuck.fetch_sub(1, Ordering::SeqCst);
+                        return;
+                    }
+                    Ran::Finished(finished) => {
+                        inner.finished.push(finished);
+                        if !inner.notified && inner.queue.len() <= inner.low_water {
+                            inner.notified = true;
+                            self.wake.notify_one();
+                        }
+                    }
+                }
+            } else {
+                // Taken back by the loop while this thread was picking it up.
+                inner = self.lock();
+            }
+        }
+    }
+}
