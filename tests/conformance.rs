@@ -486,14 +486,26 @@ async fn a_returned_task_is_neither_an_attempt_nor_lost(backend: Backend) {
         (TaskState::Pending, 0, 0, 0),
         "{record:#?}"
     );
-    assert!(
-        record.history.iter().any(|h| h.event == "returned"),
-        "{record:#?}"
-    );
-    assert_eq!(
-        b.get(&revoked).await.unwrap().unwrap().state,
-        TaskState::Revoked
-    );
+    // The claim that never started leaves no 'started' event.
+    let events: Vec<&str> = record.history.iter().map(|h| h.event.as_str()).collect();
+    assert_eq!(events, ["returned"], "{record:#?}");
+    assert_eq!(record.started_at, None);
+    let revoked_record = b.get(&revoked).await.unwrap().unwrap();
+    assert_eq!(revoked_record.state, TaskState::Revoked);
+    let events: Vec<&str> = revoked_record
+        .history
+        .iter()
+        .map(|h| h.event.as_str())
+        .collect();
+    assert_eq!(events, ["started", "revoked"], "{revoked_record:#?}");
+    let kept_record = b.get(&kept).await.unwrap().unwrap();
+    let events: Vec<(&str, u32)> = kept_record
+        .history
+        .iter()
+        .map(|h| (h.event.as_str(), h.attempt))
+        .collect();
+    assert_eq!(events, [("started", 1), ("succeeded", 1)]);
+    assert_eq!(kept_record.history[0].worker.as_deref(), Some("w1"));
 
     // Back in its queue at once, for any worker; its next run is attempt 1.
     let again = b.cycle("w2", &["q".into()], &[], 5).await.unwrap();
@@ -510,10 +522,14 @@ async fn a_returned_task_is_neither_an_attempt_nor_lost(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(stale.applied, vec![false]);
-    assert_eq!(
-        b.get(&returned).await.unwrap().unwrap().state,
-        TaskState::Started
-    );
+    let record = b.get(&returned).await.unwrap().unwrap();
+    assert_eq!(record.state, TaskState::Started);
+    let events: Vec<(&str, u32)> = record
+        .history
+        .iter()
+        .map(|h| (h.event.as_str(), h.attempt))
+        .collect();
+    assert_eq!(events, [("returned", 0), ("started", 1)], "{record:#?}");
 }
 
 /// A worker that claims ahead (its recent runs were short) hands what waits behind an
