@@ -56,8 +56,13 @@ impl Default for ApiConfig {
 /// Compiled validators by (plugin sha256, task name).
 type SchemaCache = HashMap<(String, String), Arc<jsonschema::Validator>>;
 
+/// What every handler shares. One `Arc`: axum clones the state for each request (the
+/// extractor and the auth layer), and one reference count is cheaper than seven.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+#[derive(Clone)]
+pub struct Shared {
     broker: Arc<dyn Broker>,
     registry: Arc<PluginRegistry>,
     config: Arc<ApiConfig>,
@@ -72,25 +77,25 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(broker: Arc<dyn Broker>, registry: Arc<PluginRegistry>, config: ApiConfig) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             broker,
             registry,
             config: Arc::new(config),
             schedules: Arc::new(ConfigFile::default()),
             schemas: Arc::default(),
             database: None,
-        }
+        }))
     }
 
     /// The database `/ready` checks besides the broker.
     pub fn with_database(mut self, database: Database) -> Self {
-        self.database = Some(database);
+        Arc::make_mut(&mut self.0).database = Some(database);
         self
     }
 
     /// The schedules `/schedules` shows, from the config file (plugins' own are added).
     pub fn with_schedules(mut self, config: Arc<ConfigFile>) -> Self {
-        self.schedules = config;
+        Arc::make_mut(&mut self.0).schedules = config;
         self
     }
 
@@ -141,6 +146,14 @@ impl AppState {
             ),
             details: Some(json!({"errors": problems})),
         })
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }
 

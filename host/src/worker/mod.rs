@@ -281,14 +281,7 @@ impl Worker {
                 }
                 if last_heartbeat.elapsed() >= config.heartbeat_every {
                     last_heartbeat = Instant::now();
-                    heartbeat(
-                        &*broker,
-                        &config,
-                        started_at,
-                        running.len(),
-                        slots.stuck(),
-                    )
-                    .await;
+                    heartbeat(&*broker, &config, started_at, running.len(), slots.stuck()).await;
                 }
             }
             for finished in slots.take_finished() {
@@ -372,8 +365,13 @@ impl Worker {
                         next_due = cycle.next_due_in.map(|d| Instant::now() + d);
                         // Every task asked for came: the queue may hold more.
                         hungry = want > 0 && cycle.deliveries.len() == want;
-                        let jobs =
-                            claim(&registry, &config, cycle.deliveries, &mut running, &mut outbox);
+                        let jobs = claim(
+                            &registry,
+                            &config,
+                            cycle.deliveries,
+                            &mut running,
+                            &mut outbox,
+                        );
                         slots.push(jobs);
                     }
                     Err(error) => {
@@ -646,9 +644,8 @@ async fn renew(
         let state = Arc::clone(&run.state);
         // Revoked or lost while it waits here: take it back, unless a slot thread has
         // just started it (then it is cancelled like any run).
-        let unstarted = status != LeaseStatus::Held
-            && state.is_waiting()
-            && slots.withdraw(id, &state);
+        let unstarted =
+            status != LeaseStatus::Held && state.is_waiting() && slots.withdraw(id, &state);
         if unstarted {
             {
                 match status {

@@ -150,7 +150,9 @@ impl Slots {
     /// Takes back every task still queued; none of them has started.
     pub fn withdraw_all(&self) -> Vec<Job> {
         let jobs: Vec<Job> = self.lock().queue.drain(..).collect();
-        jobs.into_iter().filter(|job| job.state.withdraw()).collect()
+        jobs.into_iter()
+            .filter(|job| job.state.withdraw())
+            .collect()
     }
 
     /// Gives the slot of an abandoned run to a new thread.

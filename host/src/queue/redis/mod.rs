@@ -395,15 +395,22 @@ impl Broker for RedisBroker {
     }
 
     async fn get(&self, id: &str) -> Result<Option<TaskRecord>, BrokerError> {
-        let (fields, history): (Vec<(String, String)>, Vec<String>) = redis::pipe()
+        let mut conn = self.conn();
+        let fields: Vec<(String, String)> = conn
             .hgetall(self.keys.task(id))
-            .lrange(self.keys.history(id), 0, -1)
-            .query_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
         if fields.is_empty() {
             return Ok(None);
         }
+        // Most tasks have no history list (common.lua): ask for it only when it exists.
+        let history: Vec<String> = if fields.iter().any(|(k, _)| k == "hist") {
+            conn.lrange(self.keys.history(id), 0, -1)
+                .await
+                .map_err(unavailable)?
+        } else {
+            Vec::new()
+        };
         record_from_hash(id, fields, &history).map(Some)
     }
 
