@@ -4,7 +4,9 @@
 # (`cargo build --release -p toolbox -p toolbox-demo`) and Redis (REDIS, default local).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=target/release/toolbox
+# TOOLBOX: another build to compare (its folder must hold libtoolbox_demo.so too).
+bin=${TOOLBOX:-target/release/toolbox}
+plugins=$(dirname "$bin")
 port=${PORT:-18080}
 redis=${REDIS:-redis://127.0.0.1:6379/0}
 seconds=${SECONDS_PER_RUN:-10}
@@ -16,7 +18,7 @@ script=$(mktemp --suffix .lua)
 command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install wrk" >&2; exit 1; }
 
 RUST_LOG=${RUST_LOG:-warn} "$bin" api --bind "127.0.0.1:$port" --broker "$redis" --prefix "$prefix" \
-    --plugins target/release >"$log" 2>&1 &
+    --plugins "$plugins" >"$log" 2>&1 &
 pid=$!
 cleanup() {
     kill "$pid" 2>/dev/null || true
