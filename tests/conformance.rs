@@ -888,6 +888,7 @@ async fn worker_time_limits(backend: Backend) {
     let b = &*t.broker;
     let mut config = worker_config(&["q"]);
     config.concurrency = 1;
+    config.heartbeat_every = Duration::from_millis(100);
     let worker = TestWorker::start(Arc::clone(&t.broker), config);
     let obeys = enqueue_one(
         b,
@@ -921,6 +922,31 @@ async fn worker_time_limits(backend: Backend) {
     // after the 500 ms grace, long before its thread finishes its 3 s.
     let after = wait_for(b, &after, Duration::from_secs(2), |r| r.state.is_ready()).await;
     assert_eq!(after.state, TaskState::Success);
+    // The stubborn run's thread is counted while it holds on, and no longer once its
+    // 3 s are over (its thread then ends: a new one has had its slot since).
+    let stuck = || async {
+        b.workers()
+            .await
+            .unwrap()
+            .first()
+            .map_or(usize::MAX, |w| w.stuck_threads)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    loop {
+        let now = stuck().await;
+        if seen.last() != Some(&now) {
+            seen.push(now);
+        }
+        if now == 0 && seen.contains(&1) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stuck threads seen: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     worker.stop().await;
 }
 
