@@ -6,7 +6,7 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 use serde_json::json;
 use toolbox::queue::{
     Broker, BrokerConfig, Completion, LeaseStatus, LeaseUpdate, NewTask, Outcome, Progress,
-    RevokeOutcome, TaskState,
+    RevokeOutcome, TaskRecord, TaskState,
 };
 
 use crate::support::brokers::{wait_for, worker_config, Backend, TestWorker};
@@ -201,6 +201,18 @@ async fn idempotent_and_fenced_acks(backend: Backend) {
         b.cycle("w2", &[], &[ok], 0).await.unwrap().applied,
         vec![false]
     );
+    // A finished attempt's lease cannot be renewed either.
+    let status = b
+        .extend(
+            "w2",
+            &[LeaseUpdate {
+                lease: second.lease.clone(),
+                progress: None,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, vec![LeaseStatus::Lost]);
 
     let record = b.get(&id).await.unwrap().unwrap();
     assert_eq!(record.state, TaskState::Success);
@@ -243,6 +255,29 @@ async fn dead_letter_after_lost_deliveries(backend: Backend) {
             .contains("lost its worker 3 times"),
         "{record:?}"
     );
+    let events: Vec<(&str, u32)> = record
+        .history
+        .iter()
+        .map(|h| (h.event.as_str(), h.attempt))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("started", 1),
+            ("lease_expired", 1),
+            ("started", 2),
+            ("lease_expired", 2),
+            ("started", 3),
+            ("lease_expired", 3),
+            ("dead_lettered", 3)
+        ],
+        "{record:#?}"
+    );
+    assert!(record
+        .history
+        .iter()
+        .filter(|h| h.event == "started")
+        .all(|h| h.worker.as_deref() == Some("doomed")));
     assert!(b
         .cycle("w", &["q".into()], &[], 1)
         .await
@@ -872,11 +907,33 @@ async fn worker_outcomes_and_revoke(backend: Backend) {
         panic.error.as_deref().unwrap().contains("ouch"),
         "{panic:?}"
     );
+    let events = |r: &TaskRecord| -> Vec<(String, u32, Option<String>)> {
+        r.history
+            .iter()
+            .map(|h| (h.event.clone(), h.attempt, h.detail.clone()))
+            .collect()
+    };
+    assert_eq!(
+        events(&echo),
+        [("started".into(), 1, None), ("succeeded".into(), 1, None)]
+    );
+    assert_eq!(
+        events(&panic),
+        [
+            ("started".into(), 1, None),
+            ("failed".into(), 1, panic.error.clone())
+        ]
+    );
+    assert!(echo.history[0].at <= echo.history[1].at);
+    assert_eq!(echo.history[0].at, echo.started_at.unwrap());
+    assert_eq!(echo.history[1].at, echo.finished_at.unwrap());
 
     wait_for(b, &sleep, WAIT, |r| r.state == TaskState::Started).await;
     assert_eq!(b.revoke(&sleep).await.unwrap(), RevokeOutcome::Requested);
     let revoked = wait_for(b, &sleep, WAIT, |r| r.state.is_ready()).await;
     assert_eq!(revoked.state, TaskState::Revoked);
+    let names: Vec<&str> = revoked.history.iter().map(|h| h.event.as_str()).collect();
+    assert_eq!(names, ["started", "revoked"], "{revoked:#?}");
     let report = worker.stop().await;
     assert_eq!(report.completed, 3);
 }

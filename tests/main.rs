@@ -9,6 +9,7 @@ mod database_cli;
 mod faults;
 mod finanzas;
 mod loader;
+mod redis_records;
 mod reload;
 mod scheduler;
 mod sessions;

@@ -36,6 +36,16 @@ enum Guard {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
 }
 
+impl TestBroker {
+    /// The Redis URL and key prefix of a Redis broker, for tests that look at its keys.
+    pub fn redis(&self) -> Option<(&str, &str)> {
+        match &self._guard {
+            Guard::Redis { url, prefix } => Some((url, prefix)),
+            Guard::Sqlite(_) => None,
+        }
+    }
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         if let Guard::Redis { url, prefix } = self {

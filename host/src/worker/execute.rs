@@ -13,12 +13,13 @@ use std::{
 use crate::{
     database::{Database, Session},
     plugins::{CancelFlag, RunContext, RunObserver, TaskFailure, TaskHandle},
-    queue::{retry_delay, Delivery, Outcome, Progress},
+    queue::{retry_delay, Delivery, Lease, Outcome, Progress},
 };
 
 /// What a finished run reports to the worker loop.
 pub(super) struct Finished {
-    pub task_id: String,
+    /// The delivery that ran: the task's id and the lease the outcome is reported under.
+    pub lease: Lease,
     pub outcome: Outcome,
     /// How long the run held its slot.
     pub held_slot: Duration,
@@ -73,8 +74,8 @@ impl RunState {
         self.swap_phase(WAITING, WITHDRAWN)
     }
 
-    /// The loop gives up on a run that outlived its time limit and grace; false if the
-    /// run ended meanwhile.
+    /// The watchdog gives up on a run that outlived its time limit and grace; false if
+    /// the run ended meanwhile.
     pub fn abandon(&self) -> bool {
         self.swap_phase(RUNNING, WITHDRAWN)
     }
@@ -88,7 +89,7 @@ impl RunState {
         began
     }
 
-    /// The slot thread ends the run; false if the loop gave up on it.
+    /// The slot thread ends the run; false if the watchdog gave up on it.
     fn end(&self) -> bool {
         self.swap_phase(RUNNING, DONE)
     }
@@ -137,7 +138,7 @@ impl RunObserver for WorkerObserver {
 /// How a slot thread's run of a job ended.
 pub(super) enum Ran {
     Finished(Finished),
-    /// The loop gave up on it past its time limit: its outcome is already recorded.
+    /// The watchdog gave up on it past its time limit and reported its failure.
     Abandoned,
 }
 
@@ -189,7 +190,7 @@ pub(super) fn run(job: Job, database: Option<&Database>, runtime: &tokio::runtim
         ),
     };
     Ran::Finished(Finished {
-        task_id: delivery.lease.task_id,
+        lease: delivery.lease,
         outcome,
         held_slot,
     })

@@ -38,7 +38,7 @@ use self::{
 };
 use crate::{
     database::Database,
-    plugins::{PluginRegistry, TaskHandle},
+    plugins::PluginRegistry,
     queue::{
         now_ms, Broker, Completion, Delivery, Lease, LeaseStatus, LeaseUpdate, Outcome, Progress,
         WorkerInfo,
@@ -138,7 +138,6 @@ pub struct WorkerReport {
 /// A claimed task: waiting in this worker for a slot (claimed ahead), or running.
 struct Running {
     lease: Lease,
-    task: Arc<TaskHandle>,
     state: Arc<RunState>,
     sent_progress: Option<Progress>,
 }
@@ -197,7 +196,11 @@ impl Worker {
             registry,
             config,
         } = self;
-        let slots = match Slots::start(config.concurrency, config.database.clone()) {
+        let slots = match Slots::start(
+            config.concurrency,
+            config.time_limit_grace,
+            config.database.clone(),
+        ) {
             Ok(slots) => slots,
             Err(error) => {
                 tracing::error!(worker = %config.name, %error, "cannot start the worker's slot threads");
@@ -287,8 +290,6 @@ impl Worker {
             for finished in slots.take_finished() {
                 finish(finished, &config, &mut running, &mut pace, &mut outbox);
             }
-            // The next time limit (or end of grace) of a run going on.
-            let next_deadline = enforce_time_limits(&config, &slots, &mut running, &mut outbox);
             if outbox.is_empty() {
                 outbox_since = None;
             } else {
@@ -400,13 +401,13 @@ impl Worker {
             // Tasks wait here: look again when the oldest run reaches RETURN_AFTER (runs
             // that started since this turn are not known yet: at most that long).
             let until_misjudged = (queued > 0).then(|| {
-                oldest_run.map_or(RETURN_AFTER, |t| RETURN_AFTER.saturating_sub(t.elapsed()))
+                oldest_run
+                    .map_or(RETURN_AFTER, |t| RETURN_AFTER.saturating_sub(t.elapsed()))
+                    // Misjudged with a slot free: its thread is about to start a task.
+                    .max(Duration::from_millis(1))
             });
-            let until_deadline =
-                next_deadline.map(|at| at.saturating_duration_since(Instant::now()));
             tokio::select! {
                 () = slots.notified() => {}
-                () = tokio::time::sleep(until_deadline.unwrap_or_default()), if until_deadline.is_some() => {}
                 () = tokio::time::sleep(until_flush.unwrap_or_default()), if until_flush.is_some() => {}
                 () = tokio::time::sleep(until_misjudged.unwrap_or_default()), if until_misjudged.is_some() => {}
                 Some(()) = wake_rx.recv() => {
@@ -448,7 +449,17 @@ fn finish(
     pace: &mut Pace,
     outbox: &mut Vec<Completion>,
 ) {
-    let Some(run) = running.remove(&finished.task_id) else {
+    let id = &finished.lease.task_id;
+    // The same task may have come back to this worker after its lease was lost while
+    // its earlier run went on: that earlier run's outcome is not this lease's.
+    if running
+        .get(id)
+        .is_none_or(|run| run.lease != finished.lease)
+    {
+        tracing::warn!(task_id = %id, "outcome dropped: it is from an earlier run whose lease was lost");
+        return;
+    }
+    let Some(run) = running.remove(id) else {
         return;
     };
     pace.record(finished.held_slot);
@@ -533,7 +544,6 @@ fn claim(
             delivery.lease.task_id.clone(),
             Running {
                 lease: delivery.lease.clone(),
-                task: Arc::clone(task),
                 state: Arc::clone(&state),
                 sent_progress: None,
             },
@@ -545,57 +555,6 @@ fn claim(
         });
     }
     jobs
-}
-
-/// Asks runs past their time limit to stop; fails those past the grace too and gives
-/// their slots to new threads. Returns when to look again.
-fn enforce_time_limits(
-    config: &WorkerConfig,
-    slots: &Slots,
-    running: &mut HashMap<String, Running>,
-    outbox: &mut Vec<Completion>,
-) -> Option<Instant> {
-    let now = Instant::now();
-    let mut next: Option<Instant> = None;
-    let mut abandoned = Vec::new();
-    for (id, run) in running.iter() {
-        let (Some(limit), Some(began)) = (run.state.time_limit, run.state.started_at()) else {
-            continue;
-        };
-        let stop_at = began + limit;
-        let give_up_at = stop_at + config.time_limit_grace;
-        if now >= give_up_at {
-            if run.state.abandon() {
-                abandoned.push(id.clone());
-            }
-            continue;
-        }
-        if now >= stop_at && !run.state.timed_out.swap(true, Ordering::SeqCst) {
-            tracing::warn!(task_id = %id, limit_ms = limit.as_millis() as u64, "time limit reached: asking the run to stop");
-            run.state.cancel.cancel();
-        }
-        let at = if now >= stop_at { give_up_at } else { stop_at };
-        next = Some(next.map_or(at, |n| n.min(at)));
-    }
-    for id in abandoned {
-        let Some(run) = running.remove(&id) else {
-            continue;
-        };
-        // The thread cannot be killed: it is counted until its run returns.
-        slots.replace_stuck();
-        tracing::error!(
-            task = %run.task.def.name,
-            task_id = %id,
-            grace_ms = config.time_limit_grace.as_millis() as u64,
-            "task ignored cancellation past its time limit; its thread stays busy"
-        );
-        outbox.push(Completion {
-            lease: run.lease,
-            worker: config.name.clone(),
-            outcome: execute::time_limit_failure(&run.task),
-        });
-    }
-    next
 }
 
 /// Renews every lease held and sends progress that changed; cancels runs whose lease

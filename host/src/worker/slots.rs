@@ -5,12 +5,13 @@
 //! with short tasks runs them without a thread wake-up per task. (Through the async
 //! runtime, `spawn` + `spawn_blocking` + the join cost about three wake-ups per run:
 //! most of a two-slot worker's CPU on `background.noop`, and the limit of its
-//! throughput.) The loop is woken only when it has something to do: the queue is down
-//! to its low-water mark when a run ends, or a run with a time limit started.
+//! throughput.) The loop is woken only when it has something to do: runs have ended and
+//! the queue is down to its low-water mark.
 //!
-//! A run that outlives its time limit and grace is abandoned by the loop: its outcome
-//! is recorded, a new thread takes its slot, and the stuck thread, counted meanwhile,
-//! ends when its run finally returns.
+//! Time limits are kept by a watchdog task per time-limited run, not by the loop (which
+//! may be waiting on the broker): at the limit it asks the run to stop; past the grace
+//! it abandons the run: its failure is reported like a finished run, a new thread takes
+//! its slot, and the stuck thread, counted meanwhile, ends when its run finally returns.
 
 use std::{
     collections::VecDeque,
@@ -18,12 +19,13 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc, Condvar, Mutex, MutexGuard,
     },
+    time::Duration,
 };
 
 use tokio::sync::Notify;
 
-use super::execute::{self, Finished, Job, Ran};
-use crate::database::Database;
+use super::execute::{self, Finished, Job, Ran, RunState};
+use crate::{database::Database, plugins::TaskHandle, queue::Lease};
 
 pub(super) struct Slots {
     shared: Arc<Shared>,
@@ -37,8 +39,10 @@ struct Shared {
     wake: Notify,
     /// Runs that outlived their time limit and grace and still hold a thread.
     stuck: AtomicUsize,
-    /// Runs going on now.
+    /// Runs holding a slot now (an abandoned run no longer does).
     active: AtomicUsize,
+    /// After its time limit, how long a run may take to notice cancellation.
+    grace: Duration,
     database: Option<Database>,
     runtime: tokio::runtime::Handle,
 }
@@ -57,8 +61,12 @@ struct Inner {
 
 impl Slots {
     /// Starts `count` slot threads; call from inside the runtime (its handle serves the
-    /// runs' database sessions).
-    pub fn start(count: usize, database: Option<Database>) -> std::io::Result<Self> {
+    /// runs' database sessions and watchdogs).
+    pub fn start(
+        count: usize,
+        grace: Duration,
+        database: Option<Database>,
+    ) -> std::io::Result<Self> {
         let slots = Self {
             shared: Arc::new(Shared {
                 inner: Mutex::new(Inner::default()),
@@ -66,6 +74,7 @@ impl Slots {
                 wake: Notify::new(),
                 stuck: AtomicUsize::new(0),
                 active: AtomicUsize::new(0),
+                grace,
                 database,
                 runtime: tokio::runtime::Handle::current(),
             }),
@@ -77,11 +86,7 @@ impl Slots {
     }
 
     fn spawn_thread(&self) -> std::io::Result<()> {
-        let shared = Arc::clone(&self.shared);
-        std::thread::Builder::new()
-            .name("toolbox-slot".to_owned())
-            .spawn(move || shared.serve())
-            .map(drop)
+        Shared::spawn_thread(&self.shared)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -155,14 +160,6 @@ impl Slots {
             .collect()
     }
 
-    /// Gives the slot of an abandoned run to a new thread.
-    pub fn replace_stuck(&self) {
-        self.shared.stuck.fetch_add(1, Ordering::SeqCst);
-        if let Err(error) = self.spawn_thread() {
-            tracing::error!(%error, "cannot start a thread for the slot of a stuck run: the worker has one slot fewer");
-        }
-    }
-
     /// Idle threads end; runs going on finish, and their threads end then.
     pub fn close(&self) {
         let mut inner = self.lock();
@@ -188,13 +185,39 @@ impl Shared {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn spawn_thread(shared: &Arc<Self>) -> std::io::Result<()> {
+        let shared = Arc::clone(shared);
+        std::thread::Builder::new()
+            .name("toolbox-slot".to_owned())
+            .spawn(move || shared.serve())
+            .map(drop)
+    }
+
+    /// Reports runs that ended, and wakes the loop if it should look now.
+    fn report(&self, inner: &mut Inner, finished: Finished) {
+        inner.finished.push(finished);
+        self.wake_if_due(inner);
+    }
+
+    /// The loop is due a wake-up when runs have ended and the queue is down to its
+    /// low-water mark. Checked when a run ends and when a thread takes a task, since a
+    /// thread that finishes with tasks queued may then take the last of them.
+    fn wake_if_due(&self, inner: &mut Inner) {
+        if !inner.notified && !inner.finished.is_empty() && inner.queue.len() <= inner.low_water {
+            inner.notified = true;
+            self.wake.notify_one();
+        }
+    }
+
     /// A slot thread's life: run queued tasks until closed.
-    fn serve(&self) {
+    fn serve(self: Arc<Self>) {
         // Plugins and sessions may look for the runtime of the thread they run on.
         let _runtime = self.runtime.enter();
         let mut inner = self.lock();
         loop {
-            let Some(job) = inner.queue.pop_front() else {
+            let next = inner.queue.pop_front();
+            self.wake_if_due(&mut inner);
+            let Some(job) = next else {
                 if inner.closed {
                     return;
                 }
@@ -204,33 +227,81 @@ impl Shared {
                 continue;
             };
             drop(inner);
-            if job.state.begin() {
-                if job.state.time_limit.is_some() {
-                    // The loop keeps the time: tell it this run's clock started.
-                    self.wake.notify_one();
-                }
-                self.active.fetch_add(1, Ordering::SeqCst);
-                let ran = execute::run(job, self.database.as_ref(), &self.runtime);
-                self.active.fetch_sub(1, Ordering::SeqCst);
-                inner = self.lock();
-                match ran {
-                    Ran::Abandoned => {
-                        // A new thread has had this slot since the loop gave up on the run.
-                        self.stuck.fetch_sub(1, Ordering::SeqCst);
-                        return;
-                    }
-                    Ran::Finished(finished) => {
-                        inner.finished.push(finished);
-                        if !inner.notified && inner.queue.len() <= inner.low_water {
-                            inner.notified = true;
-                            self.wake.notify_one();
-                        }
-                    }
-                }
-            } else {
+            if !job.state.begin() {
                 // Taken back by the loop while this thread was picking it up.
                 inner = self.lock();
+                continue;
+            }
+            self.active.fetch_add(1, Ordering::SeqCst);
+            let watchdog = job.state.time_limit.map(|limit| {
+                self.runtime.spawn(Arc::clone(&self).watch(
+                    Arc::clone(&job.task),
+                    job.delivery.lease.clone(),
+                    Arc::clone(&job.state),
+                    limit,
+                ))
+            });
+            let ran = execute::run(job, self.database.as_ref(), &self.runtime);
+            if let Some(watchdog) = watchdog {
+                watchdog.abort();
+            }
+            inner = self.lock();
+            match ran {
+                Ran::Abandoned => {
+                    // A new thread has had this slot since the watchdog gave up on the run.
+                    self.stuck.fetch_sub(1, Ordering::SeqCst);
+                    return;
+                }
+                Ran::Finished(finished) => {
+                    self.active.fetch_sub(1, Ordering::SeqCst);
+                    self.report(&mut inner, finished);
+                }
             }
         }
+    }
+
+    /// Keeps one run's time limit: asks it to stop at the limit, abandons it past the
+    /// grace. Aborted by the slot thread when the run returns first.
+    async fn watch(
+        self: Arc<Self>,
+        task: Arc<TaskHandle>,
+        lease: Lease,
+        state: Arc<RunState>,
+        limit: Duration,
+    ) {
+        let task_id = lease.task_id.as_str();
+        tokio::time::sleep(limit).await;
+        state.timed_out.store(true, Ordering::SeqCst);
+        state.cancel.cancel();
+        tracing::warn!(task = %task.def.name, task_id, limit_ms = limit.as_millis() as u64, "time limit reached: asking the run to stop");
+        tokio::time::sleep(self.grace).await;
+        // Counted first, so that the thread, which uncounts itself once its run returns,
+        // never sees the count below zero.
+        self.stuck.fetch_add(1, Ordering::SeqCst);
+        if !state.abandon() {
+            self.stuck.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        tracing::error!(
+            task = %task.def.name,
+            task_id,
+            grace_ms = self.grace.as_millis() as u64,
+            "task ignored cancellation past its time limit; its thread stays busy and a new one takes its slot"
+        );
+        if let Err(error) = Self::spawn_thread(&self) {
+            tracing::error!(%error, "cannot start a thread for the slot of a stuck run: the worker has one slot fewer");
+        }
+        let finished = Finished {
+            outcome: execute::time_limit_failure(&task),
+            // Into the pace sample: a run this long stops claiming ahead.
+            held_slot: limit + self.grace,
+            lease,
+        };
+        let mut inner = self.lock();
+        inner.finished.push(finished);
+        // Whatever the queue holds: the loop reports this now.
+        inner.notified = true;
+        self.wake.notify_one();
     }
 }

@@ -50,7 +50,8 @@ end
 -- that attempt's 'started' event and the 'succeeded' or 'failed' that ends it from the
 -- hash (record_from_hash in mod.rs). So a task that runs once and ends writes no history
 -- at all: two list pushes and two JSON encodings fewer per task. The 'hist' field says
--- the list exists, so that expiring the record touches it only then.
+-- whether the list exists ('0' no, '1' yes), so that reading and expiring a record touch
+-- it only then; a record enqueued before the field existed has none, and may have a list.
 local function history(id, at, event, attempt, worker, detail)
   local entry = {at = at, event = event, attempt = tonumber(attempt) or 0}
   if worker and worker ~= '' then entry.worker = worker end
@@ -66,11 +67,11 @@ local function close_attempt(id)
   if f[2] then history(id, tonumber(f[2]), 'started', f[1], f[3], nil) end
 end
 
--- has_history: the 'hist' field as the caller read it; nil means look.
-local function expire_record(id, ttl, has_history)
+-- hist: the 'hist' field as the caller read it (false when absent); nil means look.
+local function expire_record(id, ttl, hist)
   redis.call('PEXPIRE', task_key(id), ttl)
-  if has_history == nil then has_history = redis.call('HGET', task_key(id), 'hist') end
-  if has_history then redis.call('PEXPIRE', history_key(id), ttl) end
+  if hist == nil then hist = redis.call('HGET', task_key(id), 'hist') end
+  if hist ~= '0' then redis.call('PEXPIRE', history_key(id), ttl) end
 end
 
 local function dead_letter(id, queue, now, attempt, worker, reason)
@@ -103,7 +104,7 @@ local function enqueue_task(id, name, queue, args, priority, delay, idem, idem_t
   redis.call('ZADD', RECENT, 0, id)
   redis.call('HSET', tk, 'id', id, 'name', name, 'queue', queue, 'args', args,
     'priority', priority, 'state', 'PENDING', 'enqueued_at', now,
-    'attempts', 0, 'retries', 0, 'lost', 0)
+    'attempts', 0, 'retries', 0, 'lost', 0, 'hist', '0')
   if delay > 0 then
     ensure_queue(queue)
     redis.call('HSET', tk, 'eta', now + delay)

@@ -6,8 +6,8 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `{p}:t:<id>` | hash | the task record |
-//! | `{p}:h:<id>` | list | the task's history events (JSON) |
+//! | `{p}:t:<id>` | hash | the task record; `hist` says whether the history list exists (`0`/`1`; absent on records of earlier builds: maybe) |
+//! | `{p}:h:<id>` | list | the task's history events (JSON) that the hash cannot tell: retries, lost, released and returned deliveries, revokes, dead-lettering (see `common.lua`) |
 //! | `{p}:q:<queue>:<band>` | stream | ready tasks of a queue, one stream per priority band (`h`, `n`, `l`), consumer group `workers` |
 //! | `{p}:d:<queue>` | sorted set | delayed tasks (countdown, eta, retry backoff) by due time |
 //! | `{p}:x:<queue>` | sorted set | dead-lettered tasks by time |

@@ -400,17 +400,25 @@ impl Broker for RedisBroker {
             .hgetall(self.keys.task(id))
             .await
             .map_err(unavailable)?;
+        // Most tasks have no history list ('hist' is '0', see common.lua). The others
+        // are read again with their list in one MULTI, so that hash and list agree.
+        let no_list = fields.iter().any(|(k, v)| k == "hist" && v == "0");
+        let (fields, history): (Vec<(String, String)>, Vec<String>) = if no_list {
+            (fields, Vec::new())
+        } else if fields.is_empty() {
+            return Ok(None);
+        } else {
+            redis::pipe()
+                .atomic()
+                .hgetall(self.keys.task(id))
+                .lrange(self.keys.history(id), 0, -1)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?
+        };
         if fields.is_empty() {
             return Ok(None);
         }
-        // Most tasks have no history list (common.lua): ask for it only when it exists.
-        let history: Vec<String> = if fields.iter().any(|(k, _)| k == "hist") {
-            conn.lrange(self.keys.history(id), 0, -1)
-                .await
-                .map_err(unavailable)?
-        } else {
-            Vec::new()
-        };
         record_from_hash(id, fields, &history).map(Some)
     }
 
@@ -634,10 +642,22 @@ fn record_from_hash(
         .ok_or_else(|| BrokerError::Corrupt(format!("task {id} has no valid state")))?;
     let dead_lettered = text("dead").as_deref() == Some("1");
     let attempts = number("attempts").unwrap_or(0) as u32;
-    let mut history: Vec<HistoryEvent> = history
+    let stored = history;
+    let mut history: Vec<HistoryEvent> = Vec::with_capacity(stored.len() + 2);
+    for event in stored
         .iter()
         .filter_map(|h| serde_json::from_str::<HistoryEvent>(h).ok())
-        .collect();
+    {
+        // A record that an earlier build claimed has its start in the list already,
+        // and this build writes it again when the attempt ends: the same event twice.
+        let repeated = event.event == "started"
+            && history
+                .iter()
+                .any(|h| h.event == "started" && h.attempt == event.attempt && h.at == event.at);
+        if !repeated {
+            history.push(event);
+        }
+    }
     // The scripts store only what the hash cannot tell (common.lua): the current
     // attempt's start and a normal ending are read back from the hash fields.
     let started_at = number("started_at");
