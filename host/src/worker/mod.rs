@@ -269,8 +269,20 @@ impl Worker {
 
         loop {
             if stopping.is_none() && *stop_rx.borrow() {
-                tracing::info!(worker = %config.name, in_flight = running.len(), "shutting down: no new tasks, finishing runs in flight");
                 stopping = Some(Instant::now());
+                // Claimed ahead and not started: back to their queues now, for other
+                // workers, rather than run here during the shutdown grace.
+                give_back_waiting(
+                    &config,
+                    &slots,
+                    &mut running,
+                    &mut outbox,
+                    &format!(
+                        "claimed ahead by worker {}, which is shutting down",
+                        config.name
+                    ),
+                );
+                tracing::info!(worker = %config.name, in_flight = running.len(), "shutting down: no new tasks, finishing runs in flight");
             }
             // Each tick renews every lease in one round trip, which also tells a run it
             // was revoked. It runs here, at the top of every turn, so that a worker busy
@@ -317,7 +329,16 @@ impl Worker {
             let oldest_run = oldest_start(&running);
             let misjudged = oldest_run.is_some_and(|t| t.elapsed() >= RETURN_AFTER);
             if misjudged && slots.active() >= config.concurrency && slots.queued() > 0 {
-                give_back_waiting(&config, &slots, &mut running, &mut outbox);
+                give_back_waiting(
+                    &config,
+                    &slots,
+                    &mut running,
+                    &mut outbox,
+                    &format!(
+                        "claimed ahead by worker {}, whose slots stayed busy",
+                        config.name
+                    ),
+                );
                 outbox_since.get_or_insert_with(Instant::now);
             }
             let allowance = if misjudged {
@@ -484,6 +505,7 @@ fn give_back_waiting(
     slots: &Slots,
     running: &mut HashMap<String, Running>,
     outbox: &mut Vec<Completion>,
+    reason: &str,
 ) {
     let mut returned = 0;
     for job in slots.withdraw_all() {
@@ -493,15 +515,14 @@ fn give_back_waiting(
                 lease: run.lease,
                 worker: config.name.clone(),
                 outcome: Outcome::Return {
-                    reason: format!(
-                        "claimed ahead by worker {}, whose slots stayed busy",
-                        config.name
-                    ),
+                    reason: reason.to_owned(),
                 },
             });
         }
     }
-    tracing::info!(worker = %config.name, returned, "runs slower than expected: tasks claimed ahead go back to their queues");
+    if returned > 0 {
+        tracing::info!(worker = %config.name, returned, reason, "tasks claimed ahead go back to their queues");
+    }
 }
 
 /// Turns claimed deliveries into jobs for the slot threads, in claim order; a task
