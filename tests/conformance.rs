@@ -525,14 +525,22 @@ async fn a_returned_task_is_neither_an_attempt_nor_lost(backend: Backend) {
     let events: Vec<&str> = record.history.iter().map(|h| h.event.as_str()).collect();
     assert_eq!(events, ["returned"], "{record:#?}");
     assert_eq!(record.started_at, None);
+    // Revoked while it waited in the worker: it never ran, so no attempt either.
     let revoked_record = b.get(&revoked).await.unwrap().unwrap();
-    assert_eq!(revoked_record.state, TaskState::Revoked);
-    let events: Vec<&str> = revoked_record
+    assert_eq!(
+        (revoked_record.state, revoked_record.attempts),
+        (TaskState::Revoked, 0)
+    );
+    let events: Vec<(&str, Option<&str>)> = revoked_record
         .history
         .iter()
-        .map(|h| h.event.as_str())
+        .map(|h| (h.event.as_str(), h.detail.as_deref()))
         .collect();
-    assert_eq!(events, ["started", "revoked"], "{revoked_record:#?}");
+    assert_eq!(
+        events,
+        [("revoked", Some("revoked before it started"))],
+        "{revoked_record:#?}"
+    );
     let kept_record = b.get(&kept).await.unwrap().unwrap();
     let events: Vec<(&str, u32)> = kept_record
         .history

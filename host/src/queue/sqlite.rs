@@ -369,13 +369,10 @@ impl Broker for SqliteBroker {
             }
             let id = lease.task_id.as_str();
             let w = Some(completion.worker.as_str());
-            // A revoke asked for while it ran wins over running it again.
+            // A revoke asked for while it ran wins over running it again (a returned
+            // task that was revoked is handled with the returns).
             let outcome = match &completion.outcome {
-                Outcome::Retry { .. } | Outcome::Release { .. } | Outcome::Return { .. }
-                    if revoke == 1 =>
-                {
-                    &Outcome::Revoked
-                }
+                Outcome::Retry { .. } | Outcome::Release { .. } if revoke == 1 => &Outcome::Revoked,
                 other => other,
             };
             let finish = |state: &'static str| {
@@ -455,7 +452,21 @@ impl Broker for SqliteBroker {
                     .execute(&mut *tx)
                     .await
                     .map_err(db_error)?;
-                    history(&mut tx, id, now, "returned", attempt - 1, w, Some(reason)).await?;
+                    if revoke == 1 {
+                        // Revoked while it waited in the worker that claimed it ahead.
+                        mark_revoked(
+                            &mut tx,
+                            id,
+                            now,
+                            now + ttl,
+                            attempt - 1,
+                            w,
+                            "revoked before it started",
+                        )
+                        .await?;
+                    } else {
+                        history(&mut tx, id, now, "returned", attempt - 1, w, Some(reason)).await?;
+                    }
                 }
                 Outcome::Release {
                     reason,

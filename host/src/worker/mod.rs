@@ -633,10 +633,14 @@ async fn renew(
                     LeaseStatus::RevokeRequested => {
                         tracing::info!(task_id = %id, "revoked before it started");
                         if let Some(run) = running.remove(id) {
+                            // Handed back unstarted; the broker, which holds the revoke,
+                            // records it revoked without an attempt.
                             outbox.push(Completion {
                                 lease: run.lease,
                                 worker: config.name.clone(),
-                                outcome: Outcome::Revoked,
+                                outcome: Outcome::Return {
+                                    reason: "revoked before it started".to_owned(),
+                                },
                             });
                         }
                     }

@@ -27,8 +27,13 @@ for c = 0, n - 1 do
     redis.call('XDEL', stream, token)
     if f[5] == '1' then
       redis.call('HDEL', tk, 'revoke')
-      -- A revoke asked for while it ran wins over running it again.
-      if kind == 'retry' or kind == 'release' or kind == 'return' then kind = 'revoked' end
+      -- A revoke asked for while it ran wins over running it again; one asked for
+      -- while it waited in the worker that claimed it ahead means it never runs.
+      if kind == 'retry' or kind == 'release' then
+        kind = 'revoked'
+      elseif kind == 'return' then
+        kind = 'revoked_unstarted'
+      end
     end
     if kind == 'success' then
       redis.call('HSET', tk, 'state', 'SUCCESS', 'result', payload, 'finished_at', now)
@@ -47,6 +52,11 @@ for c = 0, n - 1 do
       close_attempt(id)
       redis.call('HSET', tk, 'state', 'REVOKED', 'finished_at', now)
       history(id, now, 'revoked', attempt, worker, 'stopped while running')
+      expire_record(id, ttl, true)
+    elseif kind == 'revoked_unstarted' then
+      redis.call('HSET', tk, 'state', 'REVOKED', 'finished_at', now, 'attempts', tonumber(attempt) - 1)
+      redis.call('HDEL', tk, 'worker', 'started_at')
+      history(id, now, 'revoked', attempt - 1, worker, 'revoked before it started')
       expire_record(id, ttl, true)
     elseif kind == 'return' then
       -- Claimed ahead and never started: not an attempt, and no 'started' event; back
