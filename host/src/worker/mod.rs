@@ -1,10 +1,10 @@
-//! The worker: claims tasks from the broker when it has free slots, runs them on
-//! blocking threads, renews their leases, reports their outcomes.
+//! The worker: claims tasks from the broker when it has free slots, runs them on its
+//! slot threads ([`slots`]), renews their leases, reports their outcomes.
 //!
 //! One loop does all broker traffic. Each turn sends, in one `cycle` round trip, every
 //! outcome that finished since the last turn and asks for as many tasks as there are
 //! free slots. When there is nothing to claim, the loop waits for a wake-up from the
-//! broker, a finished run, a timer or shutdown.
+//! broker, the slot threads (runs finished), a timer or shutdown.
 //!
 //! Claiming ahead: a worker whose recent runs were all short (the slowest of the last
 //! [`PACE_SAMPLES`] under a millisecond, say) may also claim what its slots are expected
