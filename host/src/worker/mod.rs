@@ -1,5 +1,5 @@
 //! The worker: claims tasks from the broker when it has free slots, runs them on its
-//! slot threads ([`slots`]), renews their leases, reports their outcomes.
+//! slot threads (`slots.rs`), renews their leases, reports their outcomes.
 //!
 //! One loop does all broker traffic. Each turn sends, in one `cycle` round trip, every
 //! outcome that finished since the last turn and asks for as many tasks as there are
