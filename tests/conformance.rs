@@ -9,7 +9,7 @@ use toolbox::queue::{
     RevokeOutcome, TaskRecord, TaskState,
 };
 
-use crate::support::brokers::{wait_for, worker_config, Backend, TestWorker};
+use crate::support::brokers::{event_attempts, wait_for, worker_config, Backend, TestWorker};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -255,11 +255,7 @@ async fn dead_letter_after_lost_deliveries(backend: Backend) {
             .contains("lost its worker 3 times"),
         "{record:?}"
     );
-    let events: Vec<(&str, u32)> = record
-        .history
-        .iter()
-        .map(|h| (h.event.as_str(), h.attempt))
-        .collect();
+    let events = event_attempts(&record);
     assert_eq!(
         events,
         [
@@ -542,11 +538,7 @@ async fn a_returned_task_is_neither_an_attempt_nor_lost(backend: Backend) {
         "{revoked_record:#?}"
     );
     let kept_record = b.get(&kept).await.unwrap().unwrap();
-    let events: Vec<(&str, u32)> = kept_record
-        .history
-        .iter()
-        .map(|h| (h.event.as_str(), h.attempt))
-        .collect();
+    let events = event_attempts(&kept_record);
     assert_eq!(events, [("started", 1), ("succeeded", 1)]);
     assert_eq!(kept_record.history[0].worker.as_deref(), Some("w1"));
 
@@ -567,11 +559,7 @@ async fn a_returned_task_is_neither_an_attempt_nor_lost(backend: Backend) {
     assert_eq!(stale.applied, vec![false]);
     let record = b.get(&returned).await.unwrap().unwrap();
     assert_eq!(record.state, TaskState::Started);
-    let events: Vec<(&str, u32)> = record
-        .history
-        .iter()
-        .map(|h| (h.event.as_str(), h.attempt))
-        .collect();
+    let events = event_attempts(&record);
     assert_eq!(events, [("returned", 0), ("started", 1)], "{record:#?}");
 }
 

@@ -3,16 +3,37 @@
 
 use std::time::Duration;
 
-use toolbox::queue::{Completion, NewTask, Outcome, TaskState};
+use toolbox::queue::{Broker, Completion, Lease, NewTask, Outcome, TaskState};
 
-use crate::support::brokers::Backend;
+use crate::support::brokers::{event_attempts, Backend};
 
-fn done(lease: &toolbox::queue::Lease, outcome: Outcome) -> Completion {
+fn done(lease: &Lease, outcome: Outcome) -> Completion {
     Completion {
         lease: lease.clone(),
         worker: "w".into(),
         outcome,
     }
+}
+
+/// Enqueues a noop on queue `q` and claims it as worker `w`.
+async fn enqueue_and_claim(b: &dyn Broker) -> (String, Lease) {
+    let id = b
+        .enqueue(vec![NewTask::new("background.noop", "q", "null")])
+        .await
+        .unwrap()
+        .remove(0)
+        .id;
+    let mut claimed = b.cycle("w", &["q".into()], &[], 1).await.unwrap();
+    (id, claimed.deliveries.remove(0).lease)
+}
+
+async fn succeed(b: &dyn Broker, lease: &Lease) {
+    let ok = done(lease, Outcome::Success { result: "1".into() });
+    assert_eq!(b.cycle("w", &[], &[ok], 0).await.unwrap().applied, [true]);
+}
+
+async fn pttl(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PTTL").arg(key).query_async(conn).await.unwrap()
 }
 
 async fn connection(url: &str) -> redis::aio::MultiplexedConnection {
@@ -30,16 +51,8 @@ async fn a_task_that_runs_once_writes_no_history_list() {
     let t = Backend::Redis.open_default().await;
     let (url, prefix) = t.redis().unwrap();
     let b = &*t.broker;
-    let id = b
-        .enqueue(vec![NewTask::new("background.noop", "q", "null")])
-        .await
-        .unwrap()
-        .remove(0)
-        .id;
-    let claimed = b.cycle("w", &["q".into()], &[], 1).await.unwrap();
-    let lease = &claimed.deliveries[0].lease;
-    let ok = done(lease, Outcome::Success { result: "1".into() });
-    assert_eq!(b.cycle("w", &[], &[ok], 0).await.unwrap().applied, [true]);
+    let (id, lease) = enqueue_and_claim(b).await;
+    succeed(b, &lease).await;
 
     let mut conn = connection(url).await;
     let list: i64 = redis::cmd("EXISTS")
@@ -48,11 +61,7 @@ async fn a_task_that_runs_once_writes_no_history_list() {
         .await
         .unwrap();
     assert_eq!(list, 0, "no history list for a task that ran once");
-    let ttl: i64 = redis::cmd("PTTL")
-        .arg(format!("{{{prefix}}}:t:{id}"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let ttl = pttl(&mut conn, &format!("{{{prefix}}}:t:{id}")).await;
     assert!(ttl > 0, "the record expires: PTTL {ttl}");
     let record = b.get(&id).await.unwrap().unwrap();
     let events: Vec<(&str, u32, Option<&str>)> = record
@@ -73,14 +82,7 @@ async fn a_record_of_the_previous_layout_reads_and_expires_whole() {
     let t = Backend::Redis.open_default().await;
     let (url, prefix) = t.redis().unwrap();
     let b = &*t.broker;
-    let id = b
-        .enqueue(vec![NewTask::new("background.noop", "q", "null")])
-        .await
-        .unwrap()
-        .remove(0)
-        .id;
-    let claimed = b.cycle("w", &["q".into()], &[], 1).await.unwrap();
-    let lease = claimed.deliveries[0].lease.clone();
+    let (id, lease) = enqueue_and_claim(b).await;
 
     // What the previous build's scripts left: no `hist` field, and a `started` entry
     // written at the claim.
@@ -120,19 +122,11 @@ async fn a_record_of_the_previous_layout_reads_and_expires_whole() {
         [true]
     );
     let again = b.cycle("w", &["q".into()], &[], 1).await.unwrap();
-    let ok = done(
-        &again.deliveries[0].lease,
-        Outcome::Success { result: "1".into() },
-    );
-    assert_eq!(b.cycle("w", &[], &[ok], 0).await.unwrap().applied, [true]);
+    succeed(b, &again.deliveries[0].lease).await;
 
     let record = b.get(&id).await.unwrap().unwrap();
     assert_eq!(record.state, TaskState::Success);
-    let events: Vec<(&str, u32)> = record
-        .history
-        .iter()
-        .map(|h| (h.event.as_str(), h.attempt))
-        .collect();
+    let events = event_attempts(&record);
     assert_eq!(
         events,
         [
@@ -143,11 +137,7 @@ async fn a_record_of_the_previous_layout_reads_and_expires_whole() {
         ],
         "{record:#?}"
     );
-    let ttl: i64 = redis::cmd("PTTL")
-        .arg(&list_key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let ttl = pttl(&mut conn, &list_key).await;
     assert!(ttl > 0, "the old list expires with its record: PTTL {ttl}");
 }
 
@@ -158,13 +148,7 @@ async fn an_old_record_finished_by_this_build_expires_its_list() {
     let t = Backend::Redis.open_default().await;
     let (url, prefix) = t.redis().unwrap();
     let b = &*t.broker;
-    let id = b
-        .enqueue(vec![NewTask::new("background.noop", "q", "null")])
-        .await
-        .unwrap()
-        .remove(0)
-        .id;
-    let claimed = b.cycle("w", &["q".into()], &[], 1).await.unwrap();
+    let (id, lease) = enqueue_and_claim(b).await;
     let task_key = format!("{{{prefix}}}:t:{id}");
     let list_key = format!("{{{prefix}}}:h:{id}");
     let mut conn = connection(url).await;
@@ -180,16 +164,8 @@ async fn an_old_record_finished_by_this_build_expires_its_list() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let ok = done(
-        &claimed.deliveries[0].lease,
-        Outcome::Success { result: "1".into() },
-    );
-    assert_eq!(b.cycle("w", &[], &[ok], 0).await.unwrap().applied, [true]);
-    let ttl: i64 = redis::cmd("PTTL")
-        .arg(&list_key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    succeed(b, &lease).await;
+    let ttl = pttl(&mut conn, &list_key).await;
     assert!(ttl > 0, "PTTL {ttl}");
     let record = b.get(&id).await.unwrap().unwrap();
     assert_eq!(record.history.len(), 2, "{record:#?}");

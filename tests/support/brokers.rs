@@ -185,3 +185,12 @@ pub fn worker_config(queues: &[&str]) -> WorkerConfig {
     config.time_limit_grace = Duration::from_millis(500);
     config
 }
+
+/// A record's history as (event, attempt) pairs, for comparing with an expected list.
+pub fn event_attempts(record: &TaskRecord) -> Vec<(&str, u32)> {
+    record
+        .history
+        .iter()
+        .map(|h| (h.event.as_str(), h.attempt))
+        .collect()
+}

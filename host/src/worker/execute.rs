@@ -69,6 +69,11 @@ impl RunState {
         self.phase.load(Ordering::SeqCst) == WAITING
     }
 
+    /// Holding a slot: started, and neither ended nor abandoned.
+    pub fn is_running(&self) -> bool {
+        self.phase.load(Ordering::SeqCst) == RUNNING
+    }
+
     /// The loop takes back a task that has not started; false if it has.
     pub fn withdraw(&self) -> bool {
         self.swap_phase(WAITING, WITHDRAWN)

@@ -328,7 +328,11 @@ impl Worker {
             // over (then it is in the sample), and hand back what waits behind it.
             let oldest_run = oldest_start(&running);
             let misjudged = oldest_run.is_some_and(|t| t.elapsed() >= RETURN_AFTER);
-            if misjudged && slots.active() >= config.concurrency && slots.queued() > 0 {
+            let busy = running
+                .values()
+                .filter(|run| run.state.is_running())
+                .count();
+            if misjudged && busy >= config.concurrency && slots.queued() > 0 {
                 give_back_waiting(
                     &config,
                     &slots,

@@ -39,8 +39,6 @@ struct Shared {
     wake: Notify,
     /// Runs that outlived their time limit and grace and still hold a thread.
     stuck: AtomicUsize,
-    /// Runs holding a slot now (an abandoned run no longer does).
-    active: AtomicUsize,
     /// After its time limit, how long a run may take to notice cancellation.
     grace: Duration,
     database: Option<Database>,
@@ -73,7 +71,6 @@ impl Slots {
                 work: Condvar::new(),
                 wake: Notify::new(),
                 stuck: AtomicUsize::new(0),
-                active: AtomicUsize::new(0),
                 grace,
                 database,
                 runtime: tokio::runtime::Handle::current(),
@@ -110,11 +107,6 @@ impl Slots {
     /// Tasks waiting for a slot.
     pub fn queued(&self) -> usize {
         self.lock().queue.len()
-    }
-
-    /// Runs going on now.
-    pub fn active(&self) -> usize {
-        self.shared.active.load(Ordering::SeqCst)
     }
 
     pub fn stuck(&self) -> usize {
@@ -232,7 +224,6 @@ impl Shared {
                 inner = self.lock();
                 continue;
             }
-            self.active.fetch_add(1, Ordering::SeqCst);
             let watchdog = job.state.time_limit.map(|limit| {
                 self.runtime.spawn(Arc::clone(&self).watch(
                     Arc::clone(&job.task),
@@ -252,10 +243,7 @@ impl Shared {
                     self.stuck.fetch_sub(1, Ordering::SeqCst);
                     return;
                 }
-                Ran::Finished(finished) => {
-                    self.active.fetch_sub(1, Ordering::SeqCst);
-                    self.report(&mut inner, finished);
-                }
+                Ran::Finished(finished) => self.report(&mut inner, finished),
             }
         }
     }
@@ -282,7 +270,6 @@ impl Shared {
             self.stuck.fetch_sub(1, Ordering::SeqCst);
             return;
         }
-        self.active.fetch_sub(1, Ordering::SeqCst);
         tracing::error!(
             task = %task.def.name,
             task_id,
