@@ -36,6 +36,29 @@ async fn pttl(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
     redis::cmd("PTTL").arg(key).query_async(conn).await.unwrap()
 }
 
+/// What the previous build's scripts left of a claimed task: no `hist` field, and a
+/// `started` entry for attempt 1 written at the claim.
+async fn as_previous_layout(
+    conn: &mut redis::aio::MultiplexedConnection,
+    task_key: &str,
+    list_key: &str,
+    started_at: i64,
+) {
+    let entry = format!(r#"{{"at":{started_at},"event":"started","attempt":1,"worker":"w"}}"#);
+    let _: () = redis::pipe()
+        .cmd("HDEL")
+        .arg(task_key)
+        .arg("hist")
+        .ignore()
+        .cmd("RPUSH")
+        .arg(list_key)
+        .arg(entry)
+        .ignore()
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
 async fn connection(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
         .unwrap()
@@ -84,8 +107,6 @@ async fn a_record_of_the_previous_layout_reads_and_expires_whole() {
     let b = &*t.broker;
     let (id, lease) = enqueue_and_claim(b).await;
 
-    // What the previous build's scripts left: no `hist` field, and a `started` entry
-    // written at the claim.
     let task_key = format!("{{{prefix}}}:t:{id}");
     let list_key = format!("{{{prefix}}}:h:{id}");
     let mut conn = connection(url).await;
@@ -95,19 +116,7 @@ async fn a_record_of_the_previous_layout_reads_and_expires_whole() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let entry = format!(r#"{{"at":{started_at},"event":"started","attempt":1,"worker":"w"}}"#);
-    let _: () = redis::pipe()
-        .cmd("HDEL")
-        .arg(&task_key)
-        .arg("hist")
-        .ignore()
-        .cmd("RPUSH")
-        .arg(&list_key)
-        .arg(entry)
-        .ignore()
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    as_previous_layout(&mut conn, &task_key, &list_key, started_at).await;
 
     // This build ends the attempt with a retry, writing the start down again.
     let retry = done(
@@ -152,18 +161,7 @@ async fn an_old_record_finished_by_this_build_expires_its_list() {
     let task_key = format!("{{{prefix}}}:t:{id}");
     let list_key = format!("{{{prefix}}}:h:{id}");
     let mut conn = connection(url).await;
-    let _: () = redis::pipe()
-        .cmd("HDEL")
-        .arg(&task_key)
-        .arg("hist")
-        .ignore()
-        .cmd("RPUSH")
-        .arg(&list_key)
-        .arg(r#"{"at":1,"event":"started","attempt":1,"worker":"w"}"#)
-        .ignore()
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    as_previous_layout(&mut conn, &task_key, &list_key, 1).await;
     succeed(b, &lease).await;
     let ttl = pttl(&mut conn, &list_key).await;
     assert!(ttl > 0, "PTTL {ttl}");
